@@ -1,0 +1,68 @@
+# creditrisk — every target is a one-liner into the CLI. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KERNEL := creditrisk
+
+SIZE    ?= small
+DATA    ?=
+RUN_ID  ?=
+FORCE   ?=
+HOST    ?= 127.0.0.1
+PORT    ?= 8888
+
+RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force)
+
+.PHONY: help install pipeline data lab lint format test test-unit test-notebooks test-e2e bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1]\n\n"} \
+	/^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# The venv is (re)built only when pyproject.toml changes; the kernel is registered inside it.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "creditrisk (.venv)" >/dev/null
+	@touch $@
+
+install: $(STAMP) ## Create .venv with the package, dev tools and the Jupyter kernel
+
+pipeline: $(STAMP) ## Run the notebook pipeline end to end into runs/<run_id>/
+	$(BIN)/creditrisk run $(RUN_FLAGS)
+
+data: $(STAMP) ## Generate synthetic Home Credit CSVs into data/raw (SIZE=)
+	$(BIN)/creditrisk generate --size $(SIZE) $(if $(FORCE),--force)
+
+lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+test: lint test-unit test-notebooks test-e2e ## Lint, unit tests, notebooks (nbmake), end-to-end pipeline
+
+test-unit: $(STAMP) ## Unit, data, runner and S3 tests
+	$(BIN)/pytest -m "not e2e" -n 2 --dist loadgroup
+
+test-notebooks: $(STAMP) ## Execute every notebook with its defaults (nbmake) in a scratch workspace
+	ws=$$(mktemp -d); rc=0; CREDITRISK_HOME=$$ws $(BIN)/pytest -p no:xdist --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=900 notebooks/ || rc=$$?; rm -rf $$ws; exit $$rc
+
+test-e2e: $(STAMP) ## make pipeline SIZE=tiny in a temporary workspace, twice
+	$(BIN)/pytest -m e2e
+
+bench: $(STAMP) ## Benchmarks at SIZE=full; results in bench/RESULTS.md
+	$(BIN)/python bench/run.py
+
+clean: ## Remove generated data, runs, reports and caches (keeps .venv)
+	rm -rf data runs/*/ runs/latest runs/LATEST runs/.state.json reports/* mlflow.db .pytest_cache .ruff_cache
+	@touch runs/.gitkeep reports/.gitkeep
