@@ -43,8 +43,8 @@ data: $(STAMP) ## Generate synthetic Home Credit CSVs into data/raw (SIZE=)
 lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT)
 
-lint: $(STAMP) ## ruff lint + format check
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: $(STAMP) ## ruff lint + format check, mypy on the library
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
@@ -64,5 +64,5 @@ bench: $(STAMP) ## Benchmarks at SIZE=full; results in bench/RESULTS.md
 	$(BIN)/python bench/run.py
 
 clean: ## Remove generated data, runs, reports and caches (keeps .venv)
-	rm -rf data runs/*/ runs/latest runs/LATEST runs/.state.json reports/* mlflow.db .pytest_cache .ruff_cache
+	rm -rf data runs/*/ runs/latest runs/LATEST runs/.state.json runs/.hash-cache.json reports/* mlflow.db .pytest_cache .ruff_cache
 	@touch runs/.gitkeep reports/.gitkeep

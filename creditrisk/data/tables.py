@@ -9,6 +9,7 @@ contracts, ingest, feature SQL) reads the data model from here.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -96,8 +97,7 @@ def _parse_levels(text: str) -> dict[str, float]:
 
 def _reference_rows(file_name: str) -> list[dict[str, str]]:
     path = resources.files("creditrisk.data").joinpath("reference").joinpath(file_name)
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
 @cache

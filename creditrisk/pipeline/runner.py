@@ -1,0 +1,718 @@
+"""Run the pipeline: the stage notebooks, in order, headless, with an audit record.
+
+Each selected stage is executed by papermill into ``runs/<run_id>/NN_<stage>.ipynb`` and
+rendered once to a self-contained ``NN_<stage>.html`` next to it; ``run.json`` records the
+run (see :mod:`creditrisk.pipeline.records`) and ``runs/latest`` points at the newest run.
+
+Where notebooks run:
+    The kernel's working directory is the workspace root (``CREDITRISK_HOME``), so a relative
+    path means the same thing in a notebook parameter, in ``pipeline.yaml``'s inputs/outputs
+    and on the command line. The kernel inherits ``CREDITRISK_HOME`` (the workspace) and
+    ``CREDITRISK_RUN_ID`` (for lineage) from the runner's environment, restored afterwards.
+
+Incremental runs:
+    A stage is skipped, and its outputs reused, when its notebook cells, its parameters and
+    its input fingerprints equal those of its last successful run and its outputs still have
+    the fingerprints recorded then (``runs/.state.json``). An earlier stage that re-runs and
+    changes its outputs therefore makes the stages reading them re-run. ``force=True`` runs
+    every selected stage. An input that did not exist before its stage ran (data the stage
+    generates on demand, e.g. synthetic raw files) is remembered as the stage left it.
+
+Parameters:
+    ``pipeline.yaml`` defaults, then ``overrides``: ``name`` sets parameter ``name`` of every
+    selected stage that declares it, ``stage.name`` that stage's only (and wins). An override
+    no stage declares is an error. :func:`parse_overrides` reads ``name=value`` strings from
+    the command line with YAML rules (``seed=7`` is an int).
+
+Concurrency:
+    One run per workspace: a non-blocking file lock (``Workspace.lock_file``), with the
+    holder's pid and run id in a sidecar file so a second run can say who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import JsonValue
+
+from creditrisk.pipeline.atomic import atomic_write_text
+from creditrisk.pipeline.config import (
+    PipelineConfig,
+    PipelineConfigError,
+    StageConfig,
+    is_uri,
+    load_pipeline_config,
+    load_yaml,
+    render_template,
+)
+from creditrisk.pipeline.fingerprints import Fingerprint, HashCache, fingerprint, notebook_sha256
+from creditrisk.pipeline.records import (
+    HASH_CACHE_FILE,
+    STATE_FILE,
+    ErrorInfo,
+    PipelineState,
+    RunRecord,
+    StageRecord,
+    StageState,
+    environment,
+    git_info,
+    new_run_id,
+    point_latest,
+    utc_now,
+)
+from creditrisk.pipeline.results import read_results, to_json_value
+from creditrisk.settings import Workspace
+
+Echo = Callable[[str], object]
+
+_NO_OVERRIDES: Mapping[str, object] = MappingProxyType({})
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class PipelineError(Exception):
+    """A pipeline run could not start or did not finish."""
+
+
+class StageFailed(PipelineError):
+    """A stage raised; its rendered notebook shows where and why.
+
+    Attributes:
+        stage: Name of the failed stage.
+        html_path: The rendered failed notebook, or None if execution never started.
+        message: The error, e.g. ``"ValueError: AMT_CREDIT has negative values"``.
+        run_id: The run the failure is recorded in.
+    """
+
+    def __init__(
+        self, stage: str, html_path: Path | None, message: str, *, run_id: str | None = None
+    ) -> None:
+        self.stage = stage
+        self.html_path = html_path
+        self.message = message
+        self.run_id = run_id
+        where = f"see {html_path}" if html_path else "no notebook was rendered"
+        super().__init__(f"stage {stage!r} failed: {message}\n  {where}")
+
+
+class PipelineLocked(PipelineError):
+    """Another run holds the workspace lock.
+
+    Attributes:
+        holder: The holder's pid, run id, user, host and start time, if it could be read.
+    """
+
+    def __init__(self, message: str, holder: Mapping[str, Any] | None = None) -> None:
+        self.holder = dict(holder or {})
+        super().__init__(message)
+
+
+class RunExists(PipelineError):
+    """The requested run id is taken: run records are immutable."""
+
+
+class OutputsMissing(PipelineError):
+    """A stage finished without writing an output it declares."""
+
+
+def run_pipeline(
+    config: PipelineConfig | Path | str,
+    workspace: Workspace | Path | str,
+    *,
+    run_id: str | None = None,
+    force: bool = False,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+    only: Sequence[str] | None = None,
+    overrides: Mapping[str, object] = _NO_OVERRIDES,
+    kernel_name: str | None = None,
+    echo: Echo = print,
+) -> RunRecord:
+    """Run the selected stages of the pipeline in a workspace.
+
+    Args:
+        config: The pipeline, or the path of its ``pipeline.yaml``.
+        workspace: Where every output goes (``CREDITRISK_HOME``).
+        run_id: Id of the new run; default a fresh ``20261122T061500Z-3f9a1c``-style id.
+        force: Run every selected stage even when nothing changed.
+        from_stage: First stage to run (default: the first).
+        to_stage: Last stage to run (default: the last).
+        only: Run exactly these stages (in pipeline order); excludes from/to.
+        overrides: Parameter overrides, ``{"seed": 7, "ingest.size": "tiny"}``.
+        kernel_name: Jupyter kernel; default ``pipeline.yaml``'s ``kernel``.
+        echo: Receives one progress line per stage event.
+
+    Returns:
+        The run record, as written to ``runs/<run_id>/run.json``.
+
+    Raises:
+        PipelineConfigError: Unknown stage or override, bad run id, missing notebook or
+            kernel.
+        PipelineLocked: Another run is using the workspace.
+        RunExists: ``run_id`` is already taken.
+        StageFailed: A stage failed; later stages were not run.
+    """
+    if not isinstance(config, PipelineConfig):
+        config = load_pipeline_config(config)
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace(workspace)
+    selected = select_stages(config, from_stage=from_stage, to_stage=to_stage, only=only)
+    parameters = resolve_parameters(config, selected, overrides)
+    _check_notebooks(config, selected)
+    _check_kernel(kernel_name or config.kernel)
+    if run_id is not None:
+        _check_run_id(run_id)
+    run_id = run_id or new_run_id()
+
+    workspace.runs.mkdir(parents=True, exist_ok=True)
+    with _workspace_lock(workspace, run_id):
+        record = _start_record(
+            config, workspace, run_id, selected, parameters, force, overrides, kernel_name
+        )
+        context = _Context(
+            config=config,
+            workspace=workspace,
+            record=record,
+            state=PipelineState.load(workspace.runs / STATE_FILE),
+            cache=HashCache(workspace.runs / HASH_CACHE_FILE),
+            echo=echo,
+            force=force,
+        )
+        try:
+            with _kernel_environment(
+                {"CREDITRISK_HOME": str(workspace.home), "CREDITRISK_RUN_ID": run_id}
+            ):
+                _run_stages(context, selected)
+        finally:
+            _finish(context)
+    return record
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, JsonValue]:
+    """Parse ``name=value`` / ``stage.name=value`` strings, values with YAML rules.
+
+    ``seed=7`` gives an int, ``flag=true`` a bool, ``ids=[1, 2]`` a list, ``source=`` an empty
+    string; dates stay strings.
+
+    Args:
+        items: Strings as given on the command line (``-p size=tiny``).
+
+    Returns:
+        Override keys and parsed values, later items winning.
+
+    Raises:
+        PipelineConfigError: An item has no ``=`` or a malformed key or value.
+    """
+    overrides: dict[str, JsonValue] = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        key = key.strip()
+        if not separator or not re.fullmatch(r"([A-Za-z][A-Za-z0-9_-]*\.)?[A-Za-z_]\w*", key):
+            raise PipelineConfigError(
+                f"bad parameter override {item!r}: expected name=value or stage.name=value"
+            )
+        try:
+            overrides[key] = "" if not text.strip() else to_json_value(load_yaml(text))
+        except Exception as exc:
+            raise PipelineConfigError(f"bad value in parameter override {item!r}: {exc}") from None
+    return overrides
+
+
+def select_stages(
+    config: PipelineConfig,
+    *,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+    only: Sequence[str] | None = None,
+) -> list[StageConfig]:
+    """The stages a run executes, in pipeline order.
+
+    Args:
+        config: The pipeline.
+        from_stage: First stage of a contiguous range.
+        to_stage: Last stage of a contiguous range.
+        only: Exactly these stages; cannot be combined with a range.
+
+    Returns:
+        The selected stages.
+
+    Raises:
+        PipelineConfigError: Unknown stage names, an empty or reversed selection.
+    """
+    if isinstance(only, str):
+        only = [only]
+    for name in [from_stage, to_stage, *(only or [])]:
+        if name is not None:
+            config.stage(name)  # raises, listing the stages, for an unknown name
+    if only is not None:
+        if from_stage or to_stage:
+            raise PipelineConfigError("select stages with either only or from/to, not both")
+        if not only:
+            raise PipelineConfigError("only selects no stage")
+        return [stage for stage in config.stages if stage.name in set(only)]
+    names = config.stage_names
+    first = names.index(from_stage) if from_stage else 0
+    last = names.index(to_stage) if to_stage else len(names) - 1
+    if first > last:
+        raise PipelineConfigError(f"stage {from_stage!r} comes after {to_stage!r}")
+    return config.stages[first : last + 1]
+
+
+def resolve_parameters(
+    config: PipelineConfig, selected: Sequence[StageConfig], overrides: Mapping[str, object]
+) -> dict[str, dict[str, JsonValue]]:
+    """Each selected stage's parameters: its defaults, then the overrides that apply to it.
+
+    Args:
+        config: The pipeline (every stage's declared parameters).
+        selected: The stages to run.
+        overrides: ``name`` → value for every stage declaring ``name``; ``stage.name`` → value
+            for one stage, taking precedence.
+
+    Returns:
+        Stage name → parameters, as plain JSON values.
+
+    Raises:
+        PipelineConfigError: An override names no declared parameter or an unknown stage.
+    """
+    declared = {stage.name: stage.parameters for stage in config.stages}
+    resolved = {stage.name: dict(stage.parameters) for stage in selected}
+    # Plain names first so that stage-qualified overrides win.
+    for key in sorted(overrides, key=lambda key: "." in key):
+        value = _json_override(key, overrides[key])
+        stage_name, _, name = key.rpartition(".")
+        if stage_name:
+            if name not in config.stage(stage_name).parameters:
+                raise PipelineConfigError(
+                    f"unknown parameter override {key!r}: stage {stage_name!r} declares "
+                    f"{_names(declared[stage_name])}"
+                )
+            targets = [stage_name] if stage_name in resolved else []
+        else:
+            if not any(name in parameters for parameters in declared.values()):
+                listing = "; ".join(f"{stage}: {_names(p)}" for stage, p in declared.items())
+                raise PipelineConfigError(
+                    f"unknown parameter override {key!r}: no stage declares it ({listing})"
+                )
+            targets = [stage for stage in resolved if name in declared[stage]]
+        for stage in targets:
+            resolved[stage][name] = value
+    return resolved
+
+
+def render_html(ipynb: Path, html: Path, title: str) -> None:
+    """Render an executed notebook to one self-contained HTML file, written atomically.
+
+    Args:
+        ipynb: The executed notebook.
+        html: Destination.
+        title: The page title.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(ipynb, as_version=4)
+    # embed_images inlines images referenced by markdown cells; plot outputs are inline already.
+    exporter = HTMLExporter(embed_images=True)
+    with warnings.catch_warnings():
+        # Recorded results are stored in a MIME type meant to render as nothing.
+        warnings.filterwarnings("ignore", "Your element with mimetype.*scrapbook", UserWarning)
+        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    atomic_write_text(html, body)
+
+
+def _kernel_manager_config() -> Any:
+    """Kernel manager settings: encrypt kernel traffic where the kernel supports it.
+
+    ipykernel warns on stderr, at every start, that unencrypted TCP is in use; jupyter_client
+    provisions CurveZMQ keys instead when the kernelspec declares support ("auto").
+    """
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+@dataclass
+class _Context:
+    """Everything the stages of one run share."""
+
+    config: PipelineConfig
+    workspace: Workspace
+    record: RunRecord
+    state: PipelineState
+    cache: HashCache
+    echo: Echo
+    force: bool
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workspace.runs / self.record.run_id
+
+    def save_record(self) -> None:
+        self.record.write(self.workspace.runs)
+
+    def relative(self, path: Path) -> str:
+        """A path relative to the workspace when inside it (portable in run.json)."""
+        try:
+            return path.relative_to(self.workspace.home).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _run_stages(context: _Context, selected: Sequence[StageConfig]) -> None:
+    width = max(len(stage.name) for stage in selected)
+    for index, stage in enumerate(selected, start=1):
+        label = f"[{index}/{len(selected)}] {stage.name:<{width}}"
+        stage_record = context.record.stage(stage.name)
+        try:
+            _run_stage(context, stage, stage_record, label)
+        except BaseException as exc:
+            error = _record_failure(context, stage_record, exc, label)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and friends stay what they are
+            html = context.workspace.home / stage_record.html if stage_record.html else None
+            message = f"{error.type}: {error.message}"
+            raise StageFailed(stage.name, html, message, run_id=context.record.run_id) from exc
+    context.record.status = "succeeded"
+
+
+def _run_stage(
+    context: _Context, stage: StageConfig, stage_record: StageRecord, label: str
+) -> None:
+    stage_record.started = utc_now()
+    stage_record.notebook_sha256 = notebook_sha256(context.config.notebook_path(stage))
+    inputs = _locations(context, stage, stage.inputs)
+    stage_record.inputs = {key: fingerprint(path, context.cache) for key, path in inputs.items()}
+
+    previous = _reusable(context, stage, stage_record)
+    if previous is not None:
+        stage_record.status = "skipped"
+        stage_record.duration_s = _elapsed(stage_record)
+        stage_record.reused_from = previous.run_id
+        stage_record.results = previous.results
+        stage_record.ipynb, stage_record.html = previous.ipynb, previous.html
+        context.save_record()
+        context.echo(f"{label} skipped (unchanged since run {previous.run_id})")
+        return
+
+    context.echo(f"{label} running …")
+    stage_record.status = "running"
+    context.save_record()
+    _execute(context, stage, stage_record)
+
+    outputs = _locations(context, stage, stage.outputs)
+    stage_record.outputs = {key: fingerprint(path, context.cache) for key, path in outputs.items()}
+    missing = [key for key, found in stage_record.outputs.items() if found.kind == "missing"]
+    if missing:
+        raise OutputsMissing(f"the stage did not write its declared outputs: {', '.join(missing)}")
+    stage_record.status = "succeeded"
+    stage_record.duration_s = _elapsed(stage_record)
+    _remember_success(context, stage, stage_record, inputs)
+    context.save_record()
+    context.echo(f"{label} ok in {stage_record.duration_s:.1f} s → {stage_record.html}")
+
+
+def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -> None:
+    """Run the notebook with papermill, then render it and read its results, even on error."""
+    import papermill
+
+    stem = f"{context.config.position(stage.name):02d}_{stage.name}"
+    ipynb = context.run_dir / f"{stem}.ipynb"
+    html = context.run_dir / f"{stem}.html"
+    error: BaseException | None = None
+    try:
+        papermill.execute_notebook(
+            str(context.config.notebook_path(stage)),
+            str(ipynb),
+            parameters=stage_record.parameters,
+            kernel_name=context.record.kernel,
+            cwd=str(context.workspace.home),
+            progress_bar=False,
+            log_output=False,
+            config=_kernel_manager_config(),
+        )
+    except BaseException as exc:
+        error = exc
+    if ipynb.exists():  # papermill writes it before executing, so failures are rendered too
+        stage_record.ipynb = context.relative(ipynb)
+        try:
+            render_html(ipynb, html, title=f"{stage.name} · run {context.record.run_id}")
+            stage_record.html = context.relative(html)
+            stage_record.results = read_results(ipynb)
+        except Exception as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def _reusable(
+    context: _Context, stage: StageConfig, stage_record: StageRecord
+) -> StageState | None:
+    """The last successful run of the stage if nothing it depends on changed since."""
+    previous = context.state.stages.get(stage.name)
+    if context.force or not stage.skip_unchanged or previous is None:
+        return None
+    if (
+        previous.notebook_sha256 != stage_record.notebook_sha256
+        or previous.parameters != stage_record.parameters
+        or not _unchanged(stage_record.inputs, previous.inputs)
+    ):
+        return None
+    outputs = _locations(context, stage, stage.outputs)
+    current = {key: fingerprint(path, context.cache) for key, path in outputs.items()}
+    if not _unchanged(current, previous.outputs):
+        return None
+    stage_record.outputs = current
+    return previous
+
+
+def _unchanged(current: Mapping[str, Fingerprint], previous: Mapping[str, Fingerprint]) -> bool:
+    return current.keys() == previous.keys() and all(
+        found.same_as(previous[key]) for key, found in current.items()
+    )
+
+
+def _remember_success(
+    context: _Context, stage: StageConfig, stage_record: StageRecord, inputs: Mapping[str, Any]
+) -> None:
+    """Store the stage's successful run in the state the next run compares against."""
+    remembered = dict(stage_record.inputs)
+    for key, found in stage_record.inputs.items():
+        if found.kind == "missing":
+            # Generated by the stage itself (e.g. synthetic raw data): compare against what it
+            # left, or the next run would re-run the stage for having created its own input.
+            remembered[key] = fingerprint(inputs[key], context.cache)
+    context.state.stages[stage.name] = StageState(
+        run_id=context.record.run_id,
+        finished=utc_now(),
+        notebook_sha256=stage_record.notebook_sha256 or "",
+        parameters=stage_record.parameters,
+        inputs=remembered,
+        outputs=stage_record.outputs,
+        results=stage_record.results,
+        ipynb=stage_record.ipynb,
+        html=stage_record.html,
+    )
+    context.state.save(context.workspace.runs / STATE_FILE)
+
+
+def _record_failure(
+    context: _Context, stage_record: StageRecord, exc: BaseException, label: str
+) -> ErrorInfo:
+    error = _error_info(exc)
+    stage_record.status = "failed"
+    stage_record.duration_s = _elapsed(stage_record)
+    stage_record.error = error
+    context.record.status = "failed"
+    context.save_record()
+    where = stage_record.html or "no notebook rendered"
+    context.echo(f"{label} FAILED after {stage_record.duration_s:.1f} s → {where}")
+    return error
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    # papermill re-raises the notebook's exception as PapermillExecutionError(ename, evalue).
+    name = getattr(exc, "ename", None) or type(exc).__name__
+    message = getattr(exc, "evalue", None)
+    return ErrorInfo(type=str(name), message=str(message if message is not None else exc))
+
+
+def _elapsed(stage_record: StageRecord) -> float:
+    started = stage_record.started or utc_now()
+    return round((utc_now() - started).total_seconds(), 3)
+
+
+def _locations(
+    context: _Context, stage: StageConfig, templates: Sequence[str]
+) -> dict[str, str | Path]:
+    """Rendered input/output entries → absolute local paths or URIs."""
+    stage_record = context.record.stage(stage.name)
+    locations: dict[str, str | Path] = {}
+    for template in templates:
+        rendered = render_template(
+            template,
+            stage_record.parameters,
+            home=context.workspace.home,
+            project=context.config.project_root,
+        )
+        if not rendered:
+            continue
+        if is_uri(rendered):
+            locations[rendered] = rendered
+        else:
+            path = Path(rendered).expanduser()
+            locations[rendered] = path if path.is_absolute() else context.workspace.home / path
+    return locations
+
+
+def _start_record(
+    config: PipelineConfig,
+    workspace: Workspace,
+    run_id: str,
+    selected: Sequence[StageConfig],
+    parameters: Mapping[str, dict[str, JsonValue]],
+    force: bool,
+    overrides: Mapping[str, object],
+    kernel_name: str | None,
+) -> RunRecord:
+    """Create ``runs/<run_id>/`` and its first ``run.json`` (every stage not run yet)."""
+    run_dir = workspace.runs / run_id
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise RunExists(
+            f"run {run_id!r} already exists in {workspace.runs}: run records are immutable; "
+            "choose another run id"
+        ) from None
+    record = RunRecord(
+        run_id=run_id,
+        started=utc_now(),
+        workspace=str(workspace.home),
+        project_root=str(config.project_root),
+        git=git_info(config.project_root),
+        kernel=kernel_name or config.kernel,
+        force=force,
+        overrides={key: _json_override(key, value) for key, value in overrides.items()},
+        stages=[
+            StageRecord(
+                name=stage.name,
+                position=config.position(stage.name),
+                notebook=stage.notebook,
+                parameters=parameters[stage.name],
+            )
+            for stage in selected
+        ],
+        **environment(),  # type: ignore[arg-type]
+    )
+    record.write(workspace.runs)
+    return record
+
+
+def _finish(context: _Context) -> None:
+    """Close the record, point runs/latest at it, keep the hash cache; even after a failure."""
+    record = context.record
+    if record.status == "running":
+        record.status = "failed"  # interrupted between stages
+    record.finished = utc_now()
+    context.save_record()
+    point_latest(context.workspace.runs, record.run_id)
+    context.cache.save()
+
+
+def _check_notebooks(config: PipelineConfig, selected: Sequence[StageConfig]) -> None:
+    for stage in selected:
+        if not config.notebook_path(stage).is_file():
+            raise PipelineConfigError(
+                f"stage {stage.name!r}: notebook {config.notebook_path(stage)} not found"
+            )
+
+
+def _check_kernel(kernel_name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise PipelineConfigError(
+            f"Jupyter kernel {kernel_name!r} is not installed; install it with: python -m "
+            f'ipykernel install --sys-prefix --name {kernel_name} --display-name "{kernel_name}"'
+        ) from None
+
+
+def _check_run_id(run_id: str) -> None:
+    if not _RUN_ID.match(run_id) or run_id.lower() == "latest":
+        raise PipelineConfigError(
+            f"bad run id {run_id!r}: use letters, digits, '.', '_' and '-', not 'latest'"
+        )
+
+
+def _json_override(key: str, value: object) -> JsonValue:
+    try:
+        return to_json_value(value)
+    except TypeError as exc:
+        raise PipelineConfigError(f"parameter override {key!r}: {exc}") from None
+
+
+def _names(parameters: Mapping[str, object]) -> str:
+    return ", ".join(sorted(parameters)) or "no parameters"
+
+
+@contextlib.contextmanager
+def _kernel_environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables the kernel inherits; restore the previous values after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _workspace_lock(workspace: Workspace, run_id: str) -> Iterator[None]:
+    """Hold the workspace lock for one run, or raise PipelineLocked naming the holder."""
+    from filelock import FileLock, Timeout
+
+    workspace.home.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(workspace.lock_file)
+    owner_file = _owner_file(workspace)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        holder = _read_owner(owner_file)
+        raise PipelineLocked(_locked_message(workspace, holder), holder) from None
+    try:
+        owner = {
+            "pid": os.getpid(),
+            "run_id": run_id,
+            "host": socket.gethostname(),
+            "started": utc_now().isoformat(timespec="seconds"),
+        }
+        atomic_write_text(owner_file, json.dumps(owner) + "\n")
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            owner_file.unlink()
+        lock.release()
+
+
+def _owner_file(workspace: Workspace) -> Path:
+    return workspace.lock_file.with_name(workspace.lock_file.name + ".owner")
+
+
+def _read_owner(path: Path) -> dict[str, Any] | None:
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # the holder has not written it yet, or is another tool
+    return owner if isinstance(owner, dict) else None
+
+
+def _locked_message(workspace: Workspace, holder: Mapping[str, Any] | None) -> str:
+    if holder:
+        who = (
+            f"run {holder.get('run_id')} (pid {holder.get('pid')} on {holder.get('host')}, "
+            f"started {holder.get('started')})"
+        )
+    else:
+        who = "another process"
+    return (
+        f"workspace {workspace.home} is in use by {who}. Wait for it to finish: the lock "
+        f"{workspace.lock_file} is released automatically when that process ends."
+    )
