@@ -6,6 +6,7 @@ temporary name, then renamed over it (``os.replace`` is atomic on one file syste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,19 +43,43 @@ def atomic_path(destination: Path | str, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def write_json(destination: Path | str, payload: Any) -> Path:
-    """Write JSON atomically (indented, keys in insertion order, non-JSON values as str)."""
+def write_bytes(destination: Path | str, data: bytes) -> Path:
+    """Write bytes through a temporary file in the same directory, synced, then renamed."""
     destination = Path(destination)
-    with atomic_path(destination) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())  # the rename must not land before the data
+        # mkstemp creates 0600 files; give the result the permissions of any other new file.
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     return destination
 
 
 def write_text(destination: Path | str, text: str) -> Path:
-    destination = Path(destination)
-    with atomic_path(destination) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return destination
+    """Write UTF-8 text atomically."""
+    return write_bytes(destination, text.encode("utf-8"))
+
+
+def write_json(destination: Path | str, payload: Any) -> Path:
+    """Write JSON atomically (indented, keys in insertion order, non-JSON values as str)."""
+    return write_text(destination, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def read_json(path: Path | str) -> Any:

@@ -158,7 +158,7 @@ def _csv_to_parquet(
                 store_rejects = true, rejects_table = '{rejects}',
                 rejects_scan = '{rejects}_scan', rejects_limit = 1000
             )
-        ) to $out (format parquet, compression zstd, row_group_size 1000000)
+        ) to $out (format parquet, compression zstd)
     """
     try:
         count = con.execute(

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from creditrisk.pipeline.atomic import atomic_write_text
+from creditrisk.io import write_text
 from creditrisk.pipeline.config import is_uri
 
 logger = logging.getLogger(__name__)
@@ -103,9 +103,7 @@ class HashCache:
         if not (self._dirty or gone):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            self.path, json.dumps({"version": _CACHE_VERSION, "files": self._entries})
-        )
+        write_text(self.path, json.dumps({"version": _CACHE_VERSION, "files": self._entries}))
         self._dirty = False
 
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
-from creditrisk.pipeline.atomic import atomic_write_text
+from creditrisk.io import write_text
 from creditrisk.pipeline.fingerprints import Fingerprint
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class RunRecord(BaseModel):
     def write(self, runs_dir: Path) -> Path:
         """Write ``<runs_dir>/<run_id>/run.json`` atomically and return its path."""
         path = runs_dir / self.run_id / "run.json"
-        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        write_text(path, self.model_dump_json(indent=2) + "\n")
         return path
 
     @classmethod
@@ -167,7 +167,7 @@ class PipelineState(BaseModel):
 
     def save(self, path: Path) -> None:
         """Write the state atomically."""
-        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        write_text(path, self.model_dump_json(indent=2) + "\n")
 
 
 def utc_now() -> dt.datetime:
@@ -237,7 +237,7 @@ def point_latest(runs_dir: Path, run_id: str) -> None:
     except (OSError, NotImplementedError):
         with contextlib.suppress(OSError):
             temporary.unlink()
-        atomic_write_text(runs_dir / LATEST_FILE, run_id + "\n")
+        write_text(runs_dir / LATEST_FILE, run_id + "\n")
 
 
 def latest_run_id(runs_dir: Path) -> str | None:

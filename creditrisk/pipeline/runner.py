@@ -45,7 +45,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from creditrisk.pipeline.atomic import atomic_write_text
+from creditrisk.io import write_text
 from creditrisk.pipeline.config import (
     PipelineConfig,
     PipelineConfigError,
@@ -327,7 +327,7 @@ def render_html(ipynb: Path, html: Path, title: str) -> None:
         # Recorded results are stored in a MIME type meant to render as nothing.
         warnings.filterwarnings("ignore", "Your element with mimetype.*scrapbook", UserWarning)
         body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-    atomic_write_text(html, body)
+    write_text(html, body)
 
 
 def _kernel_manager_config() -> Any:
@@ -684,7 +684,7 @@ def _workspace_lock(workspace: Workspace, run_id: str) -> Iterator[None]:
             "host": socket.gethostname(),
             "started": utc_now().isoformat(timespec="seconds"),
         }
-        atomic_write_text(owner_file, json.dumps(owner) + "\n")
+        write_text(owner_file, json.dumps(owner) + "\n")
         yield
     finally:
         with contextlib.suppress(OSError):
