@@ -1,0 +1,100 @@
+"""The `creditrisk` command line: what `make data`, `make pipeline` and friends call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from creditrisk.cli import app
+from creditrisk.data import synthetic
+from creditrisk.settings import Workspace
+
+runner = CliRunner()
+
+
+def test_generate_writes_into_the_workspace(workspace: Workspace) -> None:
+    result = runner.invoke(app, ["generate", "--size", "150", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    marker = synthetic.read_marker(workspace.raw)
+    assert marker is not None
+    assert (marker["n_applicants"], marker["seed"]) == (150, 3)
+    assert "150 applicants" in result.output
+
+
+def test_generate_drift_writes_a_production_batch(workspace: Workspace) -> None:
+    result = runner.invoke(app, ["generate", "--size", "200", "--drift", "--income-shift", "0.5"])
+    assert result.exit_code == 0, result.output
+    batch = workspace.data / "production"
+    assert (batch / "application_test.csv").exists()
+    assert (batch / "labels.csv").exists()
+    assert not (batch / "application_train.csv").exists()
+    drift = synthetic.read_marker(batch)["drift"]
+    assert drift["income_shift"] == 0.5
+
+
+def test_generate_refuses_to_overwrite_real_files(workspace: Workspace) -> None:
+    workspace.raw.mkdir(parents=True)
+    (workspace.raw / "application_train.csv").write_text("SK_ID_CURR\n1\n")
+    result = runner.invoke(app, ["generate", "--size", "tiny"])
+    assert result.exit_code == 1
+    assert "not synthetic" in result.output
+    assert (workspace.raw / "application_train.csv").read_text() == "SK_ID_CURR\n1\n"
+
+
+def test_generate_rejects_an_unknown_size(workspace: Workspace) -> None:
+    result = runner.invoke(app, ["generate", "--size", "huge"])
+    assert result.exit_code != 0
+
+
+def test_ingest_and_features_without_notebooks(raw_copy: Path, workspace: Workspace) -> None:
+    result = runner.invoke(app, ["ingest", "--source", str(raw_copy)])
+    assert result.exit_code == 0, result.output
+    assert "snapshot" in result.output
+    summary = json.loads(workspace.ingestion_summary.read_text())
+    assert summary["tables"]["application_train"]["rows"] == 2000
+
+    result = runner.invoke(app, ["features"])
+    assert result.exit_code == 0, result.output
+    assert pq.ParquetFile(workspace.feature_store).metadata.num_rows == 2317
+
+
+def test_ingest_bad_input_exits_non_zero_with_the_reason(
+    raw_copy: Path, workspace: Workspace
+) -> None:
+    (raw_copy / "application_train.csv").unlink()
+    result = runner.invoke(app, ["ingest", "--source", str(raw_copy)])
+    assert result.exit_code == 1
+    assert "application_train: missing file" in result.output
+
+
+def test_features_before_ingest_says_what_to_do(workspace: Workspace) -> None:
+    result = runner.invoke(app, ["features"])
+    assert result.exit_code != 0
+    assert "run the ingest stage first" in str(result.exception or result.output)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--only", "nonsense"], "nonsense"),
+        (["run", "-p", "no_such_parameter=1"], "no_such_parameter"),
+        (["run", "-p", "missing-equals-sign"], "missing-equals-sign"),
+    ],
+)
+def test_run_rejects_bad_selection_and_overrides(
+    workspace: Workspace, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (workspace.runs).exists() or not any(workspace.runs.iterdir())
+
+
+def test_info_shows_the_workspace(workspace: Workspace) -> None:
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0
+    assert str(workspace.feature_store) in result.output
