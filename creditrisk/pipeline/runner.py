@@ -78,6 +78,9 @@ Echo = Callable[[str], object]
 _NO_OVERRIDES: Mapping[str, object] = MappingProxyType({})
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+#: Tries to start a stage's kernel; a kernel that dies before answering has run nothing.
+KERNEL_START_ATTEMPTS = 2
+
 
 class PipelineError(Exception):
     """A pipeline run could not start or did not finish."""
@@ -432,19 +435,26 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
     ipynb = context.run_dir / f"{stem}.ipynb"
     html = context.run_dir / f"{stem}.html"
     error: BaseException | None = None
-    try:
-        papermill.execute_notebook(
-            str(context.config.notebook_path(stage)),
-            str(ipynb),
-            parameters=stage_record.parameters,
-            kernel_name=context.record.kernel,
-            cwd=str(context.workspace.home),
-            progress_bar=False,
-            log_output=False,
-            config=_kernel_manager_config(),
-        )
-    except BaseException as exc:
-        error = exc
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            papermill.execute_notebook(
+                str(context.config.notebook_path(stage)),
+                str(ipynb),
+                parameters=stage_record.parameters,
+                kernel_name=context.record.kernel,
+                cwd=str(context.workspace.home),
+                progress_bar=False,
+                log_output=False,
+                config=_kernel_manager_config(),
+            )
+            error = None
+        except BaseException as exc:
+            error = exc
+        # A kernel that dies while starting (e.g. a port taken by a kernel another process
+        # started at the same moment) has run no cell: starting it again is safe.
+        if error is None or not _kernel_failed_to_start(error) or attempt == KERNEL_START_ATTEMPTS:
+            break
+        context.echo(f"  kernel failed to start ({error}); starting it again")
     if ipynb.exists():  # papermill writes it before executing, so failures are rendered too
         stage_record.ipynb = context.relative(ipynb)
         try:
@@ -455,6 +465,10 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
             error = error or exc
     if error is not None:
         raise error
+
+
+def _kernel_failed_to_start(error: BaseException) -> bool:
+    return isinstance(error, RuntimeError) and "before replying to kernel_info" in str(error)
 
 
 def _reusable(

@@ -1,0 +1,687 @@
+"""The MLflow model registry as the interface between training and serving.
+
+Serving loads ``models:/CreditRiskPD@champion`` (architecture principle 3). MLflow 3 deprecates
+stages, so the lifecycle is expressed with aliases on versions of one registered model:
+
+``challenger``
+    the newest registered version (set by :func:`register`);
+``champion``
+    the version serving scores (moved by :func:`promote` and :func:`rollback`);
+``previous_champion``
+    the version :func:`rollback` would restore, kept reachable for a quick manual check.
+
+The registry keeps no history of alias moves, so every move is also appended to a **promotion
+ledger**: a JSON Lines file (default ``reports/promotion_ledger.jsonl``), one
+:class:`PromotionRecord` per line, appended and fsynced, never rewritten. The ledger is the
+record of who moved which alias, when, why and on what evidence; :func:`rollback` replays it to
+find the champion before the current one. Moves are serialised by a lock file beside the ledger.
+
+A version whose validation failed is never promoted unless forced, and a forced promotion says
+so in the ledger (principle 6: a failed run never moves the champion alias).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from creditrisk import tracking
+from creditrisk.governance import Gate, gates_from_report
+from creditrisk.io import write_json
+from creditrisk.settings import Workspace
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+DEFAULT_MODEL_NAME = tracking.MODEL_NAME  # "CreditRiskPD"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+
+LEDGER_FILE = "promotion_ledger.jsonl"
+PROMOTION_REPORT_FILE = "registry_promotion.json"
+
+MODEL_DESCRIPTION = (
+    "Calibrated probability of default (PD) for retail credit applications on the Home Credit "
+    "data model, trained by the creditrisk pipeline. Alias 'champion' is the version serving "
+    "scores, 'challenger' the newest candidate, 'previous_champion' the rollback target; "
+    "every alias move is recorded in the creditrisk promotion ledger."
+)
+
+#: Version tags written by :func:`register`.
+TAG_VALIDATION_PASSED = "validation_passed"
+TAG_VALIDATION_FAILED = "validation_failed_gates"
+TAG_VALIDATION_GATES = "validation_gates"
+TAG_PIPELINE_RUN_ID = "pipeline_run_id"
+
+#: Registry servers limit tag values (Databricks to 5000 characters); beyond this the gates tag
+#: drops the free-text details.
+_MAX_GATES_TAG = 5000
+
+Action = Literal["register", "promote", "rollback"]
+
+
+class RegistryError(Exception):
+    """A registry operation cannot be done; the message says why and what to do."""
+
+
+class PromotionRefused(RegistryError):
+    """Promotion of a version whose validation failed (or is unknown) without ``force``."""
+
+
+class LedgerError(RegistryError):
+    """The promotion ledger cannot be read or appended to safely."""
+
+
+class PromotionRecord(BaseModel):
+    """One alias move, as one line of the promotion ledger."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    timestamp: str = Field(description="UTC time of the move, ISO 8601")
+    action: Action
+    model_name: str
+    alias: str = Field(description="the alias that moved: challenger or champion")
+    version: str = Field(description="the version the alias points at after the move")
+    previous_champion: str | None = Field(
+        description="the champion version just before the move (None: there was none)"
+    )
+    actor: str = Field(description="who made the move (OS user unless given)")
+    reason: str
+    forced: bool = Field(False, description="promoted although validation failed or is unknown")
+    validation_passed: bool | None = Field(None, description="None: no gate results known")
+    gates: list[Gate] = Field(default_factory=list)
+    pipeline_run_id: str | None = None
+    mlflow_run_id: str | None = Field(None, description="MLflow run that produced the version")
+    model_source: str | None = Field(None, description="the version's source model URI")
+
+
+# ---------------------------------------------------------------------------------------------
+# URIs and clients
+# ---------------------------------------------------------------------------------------------
+
+
+def champion_uri(model_name: str = DEFAULT_MODEL_NAME) -> str:
+    """The URI serving loads: ``models:/CreditRiskPD@champion``."""
+    return f"models:/{model_name}@{CHAMPION}"
+
+
+def ledger_path_for(workspace: Workspace) -> Path:
+    """The workspace's promotion ledger: ``reports/promotion_ledger.jsonl``."""
+    return workspace.reports / LEDGER_FILE
+
+
+def _client(tracking_uri: str | None) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    # The registry lives in the tracking store (SQLite locally, the tracking server's database
+    # at scale), so an explicit tracking URI names the registry too.
+    if tracking_uri is None:
+        return MlflowClient()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _error_code(exc: Exception) -> str | None:
+    return getattr(exc, "error_code", None)
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # containers may run as a uid without a passwd entry
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _pipeline_run_id(explicit: str | None) -> str | None:
+    return explicit or os.environ.get("CREDITRISK_RUN_ID") or None
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry reads
+# ---------------------------------------------------------------------------------------------
+
+
+def _aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    return {alias: str(version) for alias, version in (registered.aliases or {}).items()}
+
+
+def _model_version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException as exc:
+        if _error_code(exc) in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            raise RegistryError(
+                f"registered model {model_name!r} has no version {version}"
+            ) from exc
+        raise
+
+
+def current_champion(
+    model_name: str = DEFAULT_MODEL_NAME, *, tracking_uri: str | None = None
+) -> ModelVersion | None:
+    """The version the ``champion`` alias points at, or None if there is none yet."""
+    client = _client(tracking_uri)
+    version = _aliases(client, model_name).get(CHAMPION)
+    return None if version is None else _model_version(client, model_name, version)
+
+
+def run_metrics(run_id: str, *, tracking_uri: str | None = None) -> dict[str, float]:
+    """The metrics logged to an MLflow run (latest value per key), for the consistency gate."""
+    return dict(_client(tracking_uri).get_run(run_id).data.metrics)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gates on versions
+# ---------------------------------------------------------------------------------------------
+
+
+def _gate_list(gates: Sequence[Gate] | Mapping[str, Any] | None) -> list[Gate] | None:
+    if gates is None:
+        return None
+    if isinstance(gates, Mapping):
+        return gates_from_report(gates)
+    return list(gates)
+
+
+def _passed(gates: list[Gate] | None) -> bool | None:
+    # No gates at all is "not validated", never "passed".
+    if gates is None:
+        return None
+    return bool(gates) and all(gate.passed for gate in gates)
+
+
+def _validation_tags(gates: list[Gate] | None) -> dict[str, str]:
+    if gates is None:
+        return {}
+    payload = [gate.model_dump(mode="json") for gate in gates]
+    encoded = json.dumps(payload, separators=(",", ":"))
+    if len(encoded) > _MAX_GATES_TAG:
+        encoded = json.dumps([{**gate, "detail": ""} for gate in payload], separators=(",", ":"))[
+            :_MAX_GATES_TAG
+        ]
+    return {
+        TAG_VALIDATION_PASSED: "true" if _passed(gates) else "false",
+        TAG_VALIDATION_FAILED: ",".join(gate.name for gate in gates if not gate.passed),
+        TAG_VALIDATION_GATES: encoded,
+    }
+
+
+def _gates_from_tags(tags: Mapping[str, str]) -> list[Gate] | None:
+    """The gate results :func:`register` stored on a version, or None if there are none."""
+    if TAG_VALIDATION_PASSED not in tags:
+        return None
+    try:
+        return [Gate.model_validate(gate) for gate in json.loads(tags[TAG_VALIDATION_GATES])]
+    except (KeyError, ValueError, TypeError, ValidationError):
+        # The gate list is unreadable (e.g. cut to fit a server's limit): keep the verdict.
+        verdict = tags[TAG_VALIDATION_PASSED] == "true"
+        failed = tags.get(TAG_VALIDATION_FAILED, "")
+        return [
+            Gate(
+                name="validation",
+                value=verdict,
+                threshold=True,
+                comparison="==",
+                passed=verdict,
+                detail=f"from version tags; failed gates: {failed}" if failed else "from tags",
+            )
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger
+# ---------------------------------------------------------------------------------------------
+
+
+def read_ledger(path: Path | str) -> list[PromotionRecord]:
+    """Every record of the promotion ledger, oldest first ([] if the file does not exist).
+
+    Raises:
+        LedgerError: A line is not a ledger record; the message names the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    with path.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(PromotionRecord.model_validate_json(line))
+            except ValidationError as exc:
+                raise LedgerError(f"{path}:{number}: not a promotion record: {exc}") from exc
+    return records
+
+
+def append_ledger(path: Path | str, record: PromotionRecord) -> None:
+    """Append one record as one line and fsync it; earlier lines are never touched.
+
+    Raises:
+        LedgerError: The file ends in an incomplete line (an interrupted write); appending
+            would merge two records, so it is left for a person to inspect.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    line = (record.model_dump_json() + "\n").encode("utf-8")
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size and os.pread(descriptor, 1, size - 1) != b"\n":
+            raise LedgerError(f"{path} ends with an incomplete line; inspect it before appending")
+        view = memoryview(line)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    if created:
+        _fsync_directory(path.parent)  # the new file's directory entry must survive a crash too
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def _ledger_lock(ledger_path: Path) -> Iterator[None]:
+    from filelock import FileLock
+
+    # Two promotions racing would each read the same history; one at a time per ledger.
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(ledger_path.with_name(f".{ledger_path.name}.lock")):
+        yield
+
+
+def champion_history(
+    records: Sequence[PromotionRecord], model_name: str = DEFAULT_MODEL_NAME
+) -> list[str]:
+    """The champions of ``model_name`` as the ledger tells it: oldest first, current last.
+
+    A promotion pushes its version (after the champion it replaced, if the ledger had not seen
+    that one); a rollback removes the current champion. So the element before the last is the
+    version :func:`rollback` restores.
+    """
+    history: list[str] = []
+    for record in records:
+        if record.model_name != model_name or record.alias != CHAMPION:
+            continue
+        if record.action == "promote":
+            previous = record.previous_champion
+            if previous is not None and (not history or history[-1] != previous):
+                history.append(previous)  # a champion set outside creditrisk, still a champion
+            history.append(record.version)
+        elif record.action == "rollback":
+            if history and history[-1] == record.previous_champion:
+                history.pop()
+            if not history or history[-1] != record.version:
+                history.append(record.version)
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Alias moves
+# ---------------------------------------------------------------------------------------------
+
+
+def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name, description=MODEL_DESCRIPTION)
+    except MlflowException as exc:
+        if _error_code(exc) not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
+            raise
+
+
+def _logged_model_id(model_uri: str) -> str | None:
+    # MLflow 3's log_model returns models:/m-<id>; linking the version to that logged model
+    # keeps the UI's model → version link (models:/<name>/<version> URIs are not logged models).
+    reference = model_uri.removeprefix("models:/")
+    if model_uri.startswith("models:/") and reference.startswith("m-") and "/" not in reference:
+        return reference
+    return None
+
+
+def _set_aliases(client: MlflowClient, model_name: str, aliases: Mapping[str, str | None]) -> None:
+    for alias, version in aliases.items():
+        if version is None:
+            if alias in _aliases(client, model_name):
+                client.delete_registered_model_alias(model_name, alias)
+        else:
+            client.set_registered_model_alias(model_name, alias, version)
+
+
+@contextmanager
+def _restoring_aliases_on_error(
+    client: MlflowClient, model_name: str, aliases: Sequence[str]
+) -> Iterator[None]:
+    # An alias move the ledger does not record would be an unaudited change: if the ledger
+    # append fails, put the aliases back before re-raising.
+    before = _aliases(client, model_name)
+    try:
+        yield
+    except BaseException:
+        _set_aliases(client, model_name, {alias: before.get(alias) for alias in aliases})
+        raise
+
+
+def register(
+    model_uri: str,
+    *,
+    run_id: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    tags: Mapping[str, str] | None = None,
+    gates: Sequence[Gate] | Mapping[str, Any] | None = None,
+    actor: str | None = None,
+    reason: str = "registered by the training pipeline",
+    ledger_path: Path | str | None = None,
+    pipeline_run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Register a logged model as a new version and point ``challenger`` at it.
+
+    Args:
+        model_uri: The logged model, e.g. ``ModelInfo.model_uri`` (``models:/m-…``).
+        run_id: The MLflow run that trained it.
+        model_name: The registered model; created with a description if it does not exist.
+        tags: Extra version tags.
+        gates: The validation gates (list, or the report from ``validation_report``); stored as
+            version tags so a later promotion knows whether the version passed.
+        actor: Who registers; default the OS user.
+        reason: Why, for the ledger.
+        ledger_path: The promotion ledger; None records nothing (an exploratory registration).
+        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        tracking_uri: The MLflow tracking (and registry) URI; default MLflow's current one.
+
+    Returns:
+        The new version number, as a string.
+    """
+    client = _client(tracking_uri)
+    gate_list = _gate_list(gates)
+    run_tag = _pipeline_run_id(pipeline_run_id)
+    version_tags = {str(key): str(value) for key, value in (tags or {}).items()}
+    version_tags.update(_validation_tags(gate_list))
+    if run_tag:
+        version_tags[TAG_PIPELINE_RUN_ID] = run_tag
+
+    _ensure_registered_model(client, model_name)
+    created = client.create_model_version(
+        model_name,
+        source=model_uri,
+        run_id=run_id,
+        tags=version_tags,
+        model_id=_logged_model_id(model_uri),
+    )
+    version = str(created.version)
+    if ledger_path is None:
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        return version
+    ledger = Path(ledger_path)
+    with _ledger_lock(ledger), _restoring_aliases_on_error(client, model_name, [CHALLENGER]):
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        append_ledger(
+            ledger,
+            PromotionRecord(
+                timestamp=_now(),
+                action="register",
+                model_name=model_name,
+                alias=CHALLENGER,
+                version=version,
+                previous_champion=_aliases(client, model_name).get(CHAMPION),
+                actor=actor or _default_actor(),
+                reason=reason,
+                validation_passed=_passed(gate_list),
+                gates=gate_list or [],
+                pipeline_run_id=run_tag,
+                mlflow_run_id=run_id,
+                model_source=model_uri,
+            ),
+        )
+    return version
+
+
+def promote(
+    version: str | int,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    actor: str | None = None,
+    reason: str,
+    gates: Sequence[Gate] | Mapping[str, Any] | None = None,
+    ledger_path: Path | str,
+    force: bool = False,
+    pipeline_run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> PromotionRecord:
+    """Point ``champion`` at ``version``; the replaced champion becomes ``previous_champion``.
+
+    Args:
+        version: The version to promote.
+        model_name: The registered model.
+        actor: Who promotes; default the OS user.
+        reason: Why (required: the ledger is read by auditors).
+        gates: The validation gates for this version (list or validation report); default the
+            gate results :func:`register` stored in the version's tags.
+        ledger_path: The promotion ledger to append to.
+        force: Promote even if validation failed or is unknown; recorded as ``forced``.
+        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        tracking_uri: The MLflow tracking (and registry) URI; default MLflow's current one.
+
+    Returns:
+        The ledger record of the move.
+
+    Raises:
+        PromotionRefused: Validation failed or is unknown and ``force`` is False; nothing moved.
+        RegistryError: The version does not exist or already is the champion.
+    """
+    if not reason.strip():
+        raise ValueError("a promotion needs a reason")
+    version = str(version)
+    client = _client(tracking_uri)
+    ledger = Path(ledger_path)
+    with _ledger_lock(ledger):
+        target = _model_version(client, model_name, version)
+        gate_list = _gate_list(gates) if gates is not None else _gates_from_tags(target.tags or {})
+        passed = _passed(gate_list)
+        if not passed and not force:
+            raise PromotionRefused(_refusal(model_name, version, gate_list))
+        current = _aliases(client, model_name).get(CHAMPION)
+        if current == version:
+            raise RegistryError(f"{model_name} version {version} already is the champion")
+        record = PromotionRecord(
+            timestamp=_now(),
+            action="promote",
+            model_name=model_name,
+            alias=CHAMPION,
+            version=version,
+            previous_champion=current,
+            actor=actor or _default_actor(),
+            reason=reason,
+            forced=not passed,
+            validation_passed=passed,
+            gates=gate_list or [],
+            pipeline_run_id=_pipeline_run_id(pipeline_run_id),
+            mlflow_run_id=target.run_id,
+            model_source=target.source,
+        )
+        with _restoring_aliases_on_error(client, model_name, [CHAMPION, PREVIOUS_CHAMPION]):
+            _set_aliases(client, model_name, {CHAMPION: version, PREVIOUS_CHAMPION: current})
+            append_ledger(ledger, record)
+    return record
+
+
+def _refusal(model_name: str, version: str, gates: list[Gate] | None) -> str:
+    if gates is None:
+        why = "it has no recorded validation (no gates given and no validation tags)"
+    elif not gates:
+        why = "its validation evaluated no gates"
+    else:
+        failed = "; ".join(gate.describe() for gate in gates if not gate.passed)
+        why = f"its validation failed: {failed}"
+    return (
+        f"refusing to promote {model_name} version {version}: {why}. The champion is unchanged; "
+        "use force=True (recorded in the ledger) to override."
+    )
+
+
+def rollback(
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    actor: str | None = None,
+    reason: str,
+    ledger_path: Path | str,
+    pipeline_run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> PromotionRecord:
+    """Point ``champion`` back at the version that was champion before the current one.
+
+    The ledger decides which version that is (see :func:`champion_history`); repeated
+    rollbacks walk further back. ``previous_champion`` moves to the next rollback target, or
+    is removed if there is none.
+
+    Args:
+        model_name: The registered model.
+        actor: Who rolls back; default the OS user.
+        reason: Why (required).
+        ledger_path: The promotion ledger to read and append to.
+        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        tracking_uri: The MLflow tracking (and registry) URI; default MLflow's current one.
+
+    Returns:
+        The ledger record of the move.
+
+    Raises:
+        RegistryError: There is no earlier champion in the ledger, or the registry's champion
+            is not the one the ledger ends with (the alias was moved outside creditrisk).
+    """
+    if not reason.strip():
+        raise ValueError("a rollback needs a reason")
+    client = _client(tracking_uri)
+    ledger = Path(ledger_path)
+    with _ledger_lock(ledger):
+        history = champion_history(read_ledger(ledger), model_name)
+        current = _aliases(client, model_name).get(CHAMPION)
+        if len(history) < 2:
+            raise RegistryError(
+                f"cannot roll back {model_name}: the ledger {ledger} records no champion before "
+                f"the current one ({current or 'none'}); promote a version explicitly instead"
+            )
+        if history[-1] != current:
+            raise RegistryError(
+                f"cannot roll back {model_name}: the registry's champion is version "
+                f"{current or 'none'} but the ledger {ledger} ends with version {history[-1]}; "
+                "the alias was moved outside creditrisk, promote a version explicitly instead"
+            )
+        target_version, next_target = history[-2], history[-3] if len(history) > 2 else None
+        target = _model_version(client, model_name, target_version)
+        gate_list = _gates_from_tags(target.tags or {})
+        record = PromotionRecord(
+            timestamp=_now(),
+            action="rollback",
+            model_name=model_name,
+            alias=CHAMPION,
+            version=target_version,
+            previous_champion=current,
+            actor=actor or _default_actor(),
+            reason=reason,
+            validation_passed=_passed(gate_list),
+            gates=gate_list or [],
+            pipeline_run_id=_pipeline_run_id(pipeline_run_id),
+            mlflow_run_id=target.run_id,
+            model_source=target.source,
+        )
+        with _restoring_aliases_on_error(client, model_name, [CHAMPION, PREVIOUS_CHAMPION]):
+            _set_aliases(
+                client, model_name, {CHAMPION: target_version, PREVIOUS_CHAMPION: next_target}
+            )
+            append_ledger(ledger, record)
+    return record
+
+
+def write_promotion_report(record: PromotionRecord, workspace: Workspace) -> Path:
+    """Write the latest alias move to ``reports/registry_promotion.json`` (atomically)."""
+    payload = {**record.model_dump(mode="json"), "champion_uri": champion_uri(record.model_name)}
+    return write_json(workspace.reports / PROMOTION_REPORT_FILE, payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line layer: a workspace in, a record out
+# ---------------------------------------------------------------------------------------------
+
+
+def promote_version(
+    workspace: Workspace,
+    version: str | int,
+    reason: str,
+    force: bool = False,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    actor: str | None = None,
+) -> PromotionRecord:
+    """``creditrisk promote``: promote a version in the workspace's registry.
+
+    Validation comes from the version's tags (set at registration). The tracking URI is
+    ``$MLFLOW_TRACKING_URI`` or the workspace's ``mlflow.db`` (:func:`tracking.tracking_uri`);
+    the ledger is the workspace's. Also writes ``reports/registry_promotion.json``.
+    """
+    record = promote(
+        version,
+        model_name=model_name,
+        actor=actor,
+        reason=reason,
+        ledger_path=ledger_path_for(workspace),
+        force=force,
+        tracking_uri=tracking.tracking_uri(workspace),
+    )
+    write_promotion_report(record, workspace)
+    return record
+
+
+def rollback_champion(
+    workspace: Workspace,
+    reason: str,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    actor: str | None = None,
+) -> PromotionRecord:
+    """``creditrisk rollback``: restore the previous champion in the workspace's registry.
+
+    Also writes ``reports/registry_promotion.json``.
+    """
+    record = rollback(
+        model_name=model_name,
+        actor=actor,
+        reason=reason,
+        ledger_path=ledger_path_for(workspace),
+        tracking_uri=tracking.tracking_uri(workspace),
+    )
+    write_promotion_report(record, workspace)
+    return record
