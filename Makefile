@@ -18,7 +18,7 @@ PORT    ?= 8888
 
 RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force)
 
-.PHONY: help install pipeline data lab lint format test test-unit test-notebooks test-e2e bench clean
+.PHONY: help install pipeline data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1]\n\n"} \
@@ -42,6 +42,9 @@ data: $(STAMP) ## Generate synthetic Home Credit CSVs into data/raw (SIZE=)
 
 lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=$(HOST) --port=$(PORT)
+
+mlflow-ui: $(STAMP) ## MLflow UI on the workspace's tracking store and registry (PORT=5000)
+	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$${CREDITRISK_HOME:-$(CURDIR)}/mlflow.db}" --host $(HOST) --port $(if $(filter 8888,$(PORT)),5000,$(PORT))
 
 lint: $(STAMP) ## ruff lint + format check, mypy on the library
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

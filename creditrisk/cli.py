@@ -177,6 +177,44 @@ def run(
 
 
 @app.command()
+def promote(
+    version: Annotated[str, typer.Option("--version", help="registry version to make champion")],
+    reason: Annotated[str, typer.Option(help="why, for the promotion ledger")] = "manual promotion",
+    force: Annotated[
+        bool, typer.Option("--force", help="promote although validation failed (recorded)")
+    ] = False,
+) -> None:
+    """Move the alias champion to a registered version of CreditRiskPD."""
+    from creditrisk.registry import RegistryError, promote_version
+
+    try:
+        record = promote_version(get_settings().workspace, version, reason, force)
+    except RegistryError as exc:
+        raise _fail(f"promotion refused: {exc}") from exc
+    typer.echo(
+        f"{record.model_name}@champion → version {record.version} "
+        f"(previous: {record.previous_champion or 'none'})"
+    )
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="why, for the promotion ledger")] = "manual rollback",
+) -> None:
+    """Move the alias champion back to the previous champion, per the promotion ledger."""
+    from creditrisk.registry import RegistryError, rollback_champion
+
+    try:
+        record = rollback_champion(get_settings().workspace, reason)
+    except RegistryError as exc:
+        raise _fail(f"rollback refused: {exc}") from exc
+    typer.echo(
+        f"{record.model_name}@champion → version {record.version} "
+        f"(was: {record.previous_champion or 'none'})"
+    )
+
+
+@app.command()
 def info() -> None:
     """Show the workspace and where each artefact lives."""
     settings = get_settings()

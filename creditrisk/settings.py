@@ -7,6 +7,9 @@ Settings come from ``CREDITRISK_*`` environment variables; nothing is read at im
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -99,3 +102,24 @@ class Workspace:
 def get_settings(**overrides: object) -> Settings:
     """Fresh settings from the environment, with explicit overrides on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@contextmanager
+def scoped_environment(
+    variables: Mapping[str, str] | None = None, *, keep: Iterable[str] = ()
+) -> Iterator[None]:
+    """Set ``variables`` for the block; afterwards they, and those named in ``keep`` (which the
+    block may change, e.g. libraries that mirror their settings into the environment), are put
+    back as they were: set to the old value, or absent.
+    """
+    names = {*(variables or {}), *keep}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(variables or {})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

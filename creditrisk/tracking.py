@@ -8,12 +8,10 @@ server decides where artifacts go. Nothing here runs at import time.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from creditrisk.settings import Workspace
+from creditrisk.settings import Workspace, scoped_environment
 
 #: The experiment every training run of the PD model is logged to.
 EXPERIMENT = "creditrisk_pd"
@@ -90,7 +88,7 @@ def configure(workspace: Workspace) -> str:
     registry = os.environ.get(REGISTRY_URI_ENV) or uri
     if uri == workspace.mlflow_uri:
         workspace.home.mkdir(parents=True, exist_ok=True)
-    with _environment_kept(TRACKING_URI_ENV, REGISTRY_URI_ENV):
+    with scoped_environment(keep=(TRACKING_URI_ENV, REGISTRY_URI_ENV)):
         mlflow.set_tracking_uri(uri)
         # Unset (None) unless a separate registry is configured, so that the registry follows
         # whichever tracking store is set next instead of staying pinned to this workspace's.
@@ -111,17 +109,3 @@ def configure(workspace: Workspace) -> str:
         if existing is None:
             raise
         return str(existing.experiment_id)
-
-
-@contextmanager
-def _environment_kept(*names: str) -> Iterator[None]:
-    """Restore the named environment variables (set or absent) after the block."""
-    saved = {name: os.environ.get(name) for name in names}
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

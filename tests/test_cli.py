@@ -98,3 +98,61 @@ def test_info_shows_the_workspace(workspace: Workspace) -> None:
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0
     assert str(workspace.feature_store) in result.output
+
+
+def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
+    """`creditrisk promote --version N` and `creditrisk rollback` on a real SQLite registry."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from creditrisk import registry, tracking
+    from creditrisk.governance import metric_gates
+
+    experiment_id = tracking.configure(workspace)
+    gates = metric_gates({"test_auc": 0.8, "test_ks": 0.4, "test_ece": 0.01, "train_auc": 0.81})
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 2)), rng.integers(0, 2, 60)
+    versions = []
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            info = mlflow.sklearn.log_model(
+                LogisticRegression().fit(x, y),
+                name="model",
+                serialization_format="cloudpickle",
+                pip_requirements=["scikit-learn"],
+            )
+        versions.append(
+            registry.register(
+                info.model_uri,
+                run_id=run.info.run_id,
+                gates=gates,
+                tracking_uri=workspace.mlflow_uri,
+                ledger_path=registry.ledger_path_for(workspace),
+            )
+        )
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+    def champion() -> str:
+        found = registry.current_champion(tracking_uri=workspace.mlflow_uri)
+        return str(found.version) if found else "none"
+
+    for version in versions:
+        result = runner.invoke(app, ["promote", "--version", str(version), "--reason", "test"])
+        assert result.exit_code == 0, result.output
+        assert champion() == str(version)
+    result = runner.invoke(app, ["rollback", "--reason", "smoke test failed"])
+    assert result.exit_code == 0, result.output
+    assert champion() == str(versions[0])
+    assert f"version {versions[0]}" in result.output
+    actions = [
+        line["action"]
+        for line in map(json.loads, registry.ledger_path_for(workspace).read_text().splitlines())
+    ]
+    assert actions[-3:] == ["promote", "promote", "rollback"]
+    report = json.loads((workspace.reports / "registry_promotion.json").read_text())
+    assert report["action"] == "rollback"
+
+    result = runner.invoke(app, ["rollback"])
+    assert result.exit_code == 1
+    assert "rollback refused" in result.output

@@ -71,7 +71,7 @@ from creditrisk.pipeline.records import (
     utc_now,
 )
 from creditrisk.pipeline.results import read_results, to_json_value
-from creditrisk.settings import Workspace
+from creditrisk.settings import Workspace, scoped_environment
 
 Echo = Callable[[str], object]
 
@@ -191,7 +191,7 @@ def run_pipeline(
             force=force,
         )
         try:
-            with _kernel_environment(
+            with scoped_environment(
                 {"CREDITRISK_HOME": str(workspace.home), "CREDITRISK_RUN_ID": run_id}
             ):
                 _run_stages(context, selected)
@@ -661,21 +661,6 @@ def _json_override(key: str, value: object) -> JsonValue:
 
 def _names(parameters: Mapping[str, object]) -> str:
     return ", ".join(sorted(parameters)) or "no parameters"
-
-
-@contextlib.contextmanager
-def _kernel_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables the kernel inherits; restore the previous values after."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
