@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from creditrisk.settings import Workspace
+
+# Property tests: no wall-clock deadline (CI machines are shared), and in CI the same examples
+# every run, so a red build is reproducible; locally, fresh examples keep searching.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 TINY_SEED = 7
 

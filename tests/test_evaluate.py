@@ -562,3 +562,10 @@ def test_metrics_and_tables_stay_in_their_ranges(data: tuple[np.ndarray, np.ndar
 @given(st.floats(min_value=1e-5, max_value=0.99))
 def test_score_round_trip_property(probability: float) -> None:
     assert score_to_pd(pd_to_score(probability)) == pytest.approx(probability, rel=1e-9)
+
+
+def test_pr_auc_never_exceeds_one_by_rounding() -> None:
+    # Found by hypothesis: sklearn's average precision gave 1.0000000000000002 here.
+    y = np.array([1, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1])
+    pd_ = np.array([0.002, 0.001, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.0, 0.009, 0.01])
+    assert 0 <= classification_metrics(y, pd_)["pr_auc"] <= 1

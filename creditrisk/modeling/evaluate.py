@@ -259,7 +259,8 @@ def classification_metrics(
         "gini": 2 * auc - 1,
         "ks": ks,
         "ks_pd": ks_pd,
-        "pr_auc": float(average_precision_score(labels, probabilities)),
+        # Average precision sums precision x recall steps; rounding can overshoot 1 by an ulp.
+        "pr_auc": min(1.0, float(average_precision_score(labels, probabilities))),
         "brier": float(np.mean((probabilities - labels) ** 2)),
         "log_loss": float(log_loss),
         "ece": expected_calibration_error(labels, probabilities, n_bins),
