@@ -30,11 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from creditrisk.data import sources
 from creditrisk.data.contracts import ContractReport, contract, validate_parquet
-from creditrisk.data.tables import APPLICATION_TABLES, TableSpec, tables
+from creditrisk.data.tables import APPLICATION_TABLES, TableSpec, empty_table, tables
 from creditrisk.io import replace_directory, write_json
 from creditrisk.settings import Workspace
 
-ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 REJECT_EXAMPLES = 5
 
 
@@ -193,14 +192,8 @@ def _csv_to_parquet(
     return int(count[0]) if count else 0
 
 
-def empty_table(spec: TableSpec) -> pa.Table:
-    """A zero-row table with the canonical columns and types."""
-    schema = pa.schema([(c.name, ARROW_TYPES[c.dtype]) for c in spec.columns])
-    return schema.empty_table()
-
-
 def _write_empty(spec: TableSpec, out: Path) -> None:
-    pq.write_table(empty_table(spec), out)
+    pq.write_table(empty_table(spec.columns), out)
 
 
 def _check_contract(

@@ -9,16 +9,26 @@ contracts, ingest, feature SQL) reads the data model from here.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 import io
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Literal
 
+import pyarrow as pa
+
 DType = Literal["int", "float", "string"]
 
 #: DuckDB/Arrow storage type of each profile dtype. Integers are 64-bit as in pandas.
 DUCKDB_TYPES: dict[str, str] = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR"}
+
+#: The Arrow type of each DuckDB storage type used for raw columns and features.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "VARCHAR": pa.string(),
+}
 
 
 @dataclass(frozen=True)
@@ -245,6 +255,11 @@ def tables() -> dict[str, TableSpec]:
         ),
     ]
     return {spec.name: spec for spec in specs}
+
+
+def empty_table(columns: Iterable[ColumnSpec]) -> pa.Table:
+    """A zero-row Arrow table with these columns and their canonical types."""
+    return pa.schema([(c.name, ARROW_TYPES[c.duckdb_type]) for c in columns]).empty_table()
 
 
 def table(name: str) -> TableSpec:

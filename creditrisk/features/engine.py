@@ -27,7 +27,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from creditrisk.data.tables import APPLICATION_TABLES, ColumnSpec, TableSpec, tables
+from creditrisk.data.tables import (
+    APPLICATION_TABLES,
+    ARROW_TYPES,
+    ColumnSpec,
+    TableSpec,
+    empty_table,
+    tables,
+)
 from creditrisk.features.catalog import (
     COLUMNS,
     FEATURES,
@@ -44,12 +51,6 @@ FEATURE_STORE_VIEW = "feature_store"
 
 #: Name of the applicants relation the SQL reads: application_train UNION ALL application_test.
 APPLICATION_VIEW = "application"
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "VARCHAR": pa.string(),
-}
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,6 @@ def _conform(
     return relation.select(*expressions)
 
 
-def _empty_table(columns: tuple[ColumnSpec, ...]) -> pa.Table:
-    return pa.schema([pa.field(c.name, _ARROW_TYPES[c.duckdb_type]) for c in columns]).empty_table()
-
-
 def _applicant_columns(stem: str) -> tuple[tuple[ColumnSpec, ...], frozenset[str]]:
     """Canonical columns for applicants of one source, and the source columns to ignore.
 
@@ -205,7 +202,7 @@ def bind_parquet_sources(
         raw = (
             connection.read_parquet(str(path))
             if path.is_file()
-            else connection.from_arrow(_empty_table(spec.columns))
+            else connection.from_arrow(empty_table(spec.columns))
         )
         if stem in APPLICATION_TABLES:
             relations[stem] = _conform(raw, *_applicant_columns(stem))
@@ -295,7 +292,7 @@ def bind_memory_sources(
         raise ValueError(f"applicants must have distinct {ID_COLUMN} values")
 
     columns, _ = _applicant_columns(APPLICATION_VIEW)
-    applicants = connection.from_arrow(_empty_table(columns))
+    applicants = connection.from_arrow(empty_table(columns))
     for stem, _, table in applicant_parts:
         applicants = applicants.union(
             _conform(connection.from_arrow(table), *_applicant_columns(stem))
@@ -303,7 +300,7 @@ def bind_memory_sources(
     connection.register(APPLICATION_VIEW, applicants)
 
     for view, spec in _history_specs().items():
-        relation = connection.from_arrow(_empty_table(spec.columns))
+        relation = connection.from_arrow(empty_table(spec.columns))
         for _, table in by_relation.pop(view, []):
             relation = relation.union(_conform(connection.from_arrow(table), spec.columns))
         connection.register(view, relation)
@@ -442,4 +439,4 @@ def compute_features(
     # DuckDB does not promise the input order through joins and aggregates: restore it by key.
     positions = pc.index_in(ids, value_set=result.column(ID_COLUMN))
     ordered = result.take(positions)
-    return ordered.cast(pa.schema([pa.field(c.name, _ARROW_TYPES[c.dtype]) for c in COLUMNS]))
+    return ordered.cast(pa.schema([pa.field(c.name, ARROW_TYPES[c.dtype]) for c in COLUMNS]))

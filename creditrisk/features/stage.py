@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,4 +33,4 @@ def run_stage(params: FeaturesParams, workspace: Workspace) -> dict[str, Any]:
         threads=params.threads or None,
         memory_limit=params.memory_limit or None,
     )
-    return asdict(summary) if is_dataclass(summary) else dict(summary)  # type: ignore[arg-type]
+    return summary.as_dict()

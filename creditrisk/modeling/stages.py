@@ -7,6 +7,7 @@ evaluate, validate and register stages find the model the pipeline just trained.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -50,7 +51,7 @@ class TrainingOutcome:
         }
 
 
-def training_run_path(workspace: Workspace) -> Any:
+def training_run_path(workspace: Workspace) -> Path:
     return workspace.reports / TRAINING_RUN_FILE
 
 
