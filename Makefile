@@ -13,15 +13,16 @@ SIZE    ?= small
 DATA    ?=
 RUN_ID  ?=
 FORCE   ?=
+PARAMS  ?=
 HOST    ?= 127.0.0.1
 PORT    ?= 8888
 
-RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force)
+RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force) $(foreach p,$(PARAMS),-p '$(p)')
 
 .PHONY: help install pipeline data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1]\n\n"} \
+	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1] [PARAMS=\"stage.name=value …\"]\n\n"} \
 	/^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The venv is (re)built only when pyproject.toml changes; the kernel is registered inside it.

@@ -216,7 +216,9 @@ def rollback(
 
 @app.command()
 def info() -> None:
-    """Show the workspace and where each artefact lives."""
+    """Show the workspace, where each artefact lives and the current champion."""
+    from creditrisk import registry, tracking
+
     settings = get_settings()
     ws = settings.workspace
     for label, path in [
@@ -226,9 +228,17 @@ def info() -> None:
         ("feature store", ws.feature_store),
         ("runs", ws.runs),
         ("reports", ws.reports),
-        ("mlflow", ws.mlflow_uri),
+        ("mlflow", tracking.tracking_uri(ws)),
     ]:
         typer.echo(f"{label:<14} {path}")
+    if tracking.tracking_uri(ws) != ws.mlflow_uri or (ws.home / "mlflow.db").exists():
+        champion = registry.current_champion(tracking_uri=tracking.tracking_uri(ws))
+        described = (
+            "none yet"
+            if champion is None
+            else f"{registry.champion_uri()} → version {champion.version} (run {champion.run_id})"
+        )
+        typer.echo(f"{'champion':<14} {described}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

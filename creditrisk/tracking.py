@@ -84,6 +84,8 @@ def configure(workspace: Workspace) -> str:
     import mlflow  # heavy import; only callers that track pay for it
     from mlflow.exceptions import MlflowException
 
+    # Artifact downloads (model loads) would otherwise draw tqdm bars into every notebook.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(workspace)
     registry = os.environ.get(REGISTRY_URI_ENV) or uri
     if uri == workspace.mlflow_uri:
@@ -109,3 +111,28 @@ def configure(workspace: Workspace) -> str:
         if existing is None:
             raise
         return str(existing.experiment_id)
+
+
+#: Where a pipeline run's rendered notebooks are attached inside an MLflow run.
+AUDIT_ARTIFACT_DIR = "pipeline_runs"
+
+
+def attach_audit_record(
+    mlflow_run_id: str, files: list[Path], workspace: Workspace, pipeline_run_id: str
+) -> str:
+    """Attach a stage's rendered notebook (its audit record) to the MLflow run it worked on.
+
+    The files go under ``pipeline_runs/<pipeline_run_id>/`` in the run's artifacts, so the run
+    in the MLflow UI links to the HTML of every stage that trained, evaluated, validated or
+    registered it.
+
+    Returns:
+        The artifact folder used.
+    """
+    from mlflow import MlflowClient
+
+    folder = f"{AUDIT_ARTIFACT_DIR}/{pipeline_run_id}"
+    client = MlflowClient(tracking_uri=tracking_uri(workspace))
+    for path in files:
+        client.log_artifact(mlflow_run_id, str(path), artifact_path=folder)
+    return folder

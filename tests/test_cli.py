@@ -98,6 +98,7 @@ def test_info_shows_the_workspace(workspace: Workspace) -> None:
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0
     assert str(workspace.feature_store) in result.output
+    assert "champion" not in result.output  # no MLflow store in this workspace yet
 
 
 def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
@@ -145,6 +146,8 @@ def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
     assert result.exit_code == 0, result.output
     assert champion() == str(versions[0])
     assert f"version {versions[0]}" in result.output
+    shown = runner.invoke(app, ["info"])
+    assert f"models:/CreditRiskPD@champion → version {versions[0]}" in shown.output
     actions = [
         line["action"]
         for line in map(json.loads, registry.ledger_path_for(workspace).read_text().splitlines())

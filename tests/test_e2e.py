@@ -18,6 +18,17 @@ from creditrisk.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+STAGES = ["ingest", "features", "train", "evaluate", "validate", "register"]
+STEMS = [f"{i:02d}_{name}" for i, name in enumerate(STAGES, start=1)]
+
+#: 2,000 applicants cannot reach the bank's default gates (test AUC about 0.65 on 400 test
+#: applicants); the tiny smoke runs use leaves small enough for that sample and gates to match.
+TINY_TRAINING = "train.min_child_weight=5"
+TINY_POLICY = (
+    f"{TINY_TRAINING} validate.min_auc=0.6 validate.min_ks=0.15 validate.max_ece=0.05 "
+    "validate.max_train_test_auc_gap=0.3"
+)
+
 
 def make(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CREDITRISK_HOME": str(workspace)}
@@ -36,49 +47,90 @@ def latest_run(workspace: Path) -> tuple[Path, dict]:
     return run_dir, json.loads((run_dir / "run.json").read_text())
 
 
-def test_make_pipeline_then_rerun_skips(tmp_path: Path) -> None:
+def test_make_pipeline_ends_with_a_champion_then_rerun_skips(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
-    first = make(workspace, "pipeline", "SIZE=tiny")
+    first = make(workspace, "pipeline", "SIZE=tiny", f"PARAMS={TINY_POLICY}")
     assert first.returncode == 0, first.stdout + first.stderr
     run_dir, record = latest_run(workspace)
     assert record["status"] == "succeeded"
-    assert [s["name"] for s in record["stages"]] == ["ingest", "features", "train", "evaluate"]
-    for stem in ("01_ingest", "02_features", "03_train", "04_evaluate"):
+    assert [s["name"] for s in record["stages"]] == STAGES
+    for stem in STEMS:
         html = (run_dir / f"{stem}.html").read_text()
         assert "<html" in html and "Traceback" not in html
         assert (run_dir / f"{stem}.ipynb").exists()
-    ingest_stage, features_stage, train_stage, evaluate_stage = record["stages"]
-    assert ingest_stage["results"]["rows"]["application_train"] == 2000
-    assert ingest_stage["results"]["contracts_passed"] is True
-    assert features_stage["results"]["rows"] == 2000 + 317
+    stages = {s["name"]: s for s in record["stages"]}
+    assert stages["ingest"]["results"]["rows"]["application_train"] == 2000
+    assert stages["ingest"]["results"]["contracts_passed"] is True
+    assert stages["features"]["results"]["rows"] == 2000 + 317
     summary = json.loads((workspace / "reports" / "ingestion_summary.json").read_text())
-    assert summary["snapshot_id"] == ingest_stage["results"]["snapshot_id"]
+    assert summary["snapshot_id"] == stages["ingest"]["results"]["snapshot_id"]
     store = pq.read_table(workspace / "data" / "features" / "feature_store.parquet")
     assert store.column_names == column_names()
     assert store.num_rows == 2317
-    assert "[1/4] ingest" in first.stdout and "[4/4] evaluate" in first.stdout
-    # The model the pipeline trained is in the workspace's MLflow store and scores PDs.
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(train_stage["results"]["model_uri"])
-    test = pd.read_parquet(workspace / "data" / "splits" / "test.parquet")
-    scores = pd.DataFrame(model.predict(test)).iloc[:, 0]
-    assert len(scores) == len(test)
-    assert scores.between(0, 1).all() and scores.nunique() > 10
+    assert "[1/6] ingest" in first.stdout and "[6/6] register" in first.stdout
     metrics = json.loads((workspace / "reports" / "metrics.json").read_text())
-    assert metrics["mlflow_run_id"] == train_stage["results"]["mlflow_run_id"]
+    mlflow_run_id = stages["train"]["results"]["mlflow_run_id"]
+    assert metrics["mlflow_run_id"] == mlflow_run_id
     assert 0.5 < metrics["metrics"]["test_auc"] <= 1
-    assert evaluate_stage["results"]["threshold"] == pytest.approx(0.1 / (0.1 + 0.45))
+    assert stages["evaluate"]["results"]["threshold"] == pytest.approx(0.1 / (0.1 + 0.45))
     assert (workspace / "reports" / "evaluation" / "calibration.png").stat().st_size > 0
 
-    second = make(workspace, "pipeline", "SIZE=tiny")
+    # Validated and registered: the champion is this run's model, as serving loads it.
+    validation = json.loads((workspace / "reports" / "validation.json").read_text())
+    assert validation["passed"] is True and validation["thresholds"]["min_auc"] == 0.6
+    assert stages["validate"]["results"]["passed"] is True
+    assert stages["register"]["results"]["champion_version"] == "1"
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    champion = mlflow.pyfunc.load_model("models:/CreditRiskPD@champion")
+    features = pd.read_parquet(workspace / "data" / "features" / "feature_store.parquet")
+    scores = pd.DataFrame(champion.predict(features)).iloc[:, 0]
+    assert len(scores) == len(features)
+    assert scores.between(0, 1).all() and scores.nunique() > 10
+    client = mlflow.MlflowClient()
+    assert client.get_model_version_by_alias("CreditRiskPD", "champion").run_id == mlflow_run_id
+    # The audit trail: ledger, promotion report, lineage, model card, HTML in the MLflow run.
+    ledger = (workspace / "reports" / "promotion_ledger.jsonl").read_text().splitlines()
+    assert [json.loads(line)["action"] for line in ledger] == ["register", "promote"]
+    promotion = json.loads((workspace / "reports" / "registry_promotion.json").read_text())
+    assert promotion["version"] == "1" and promotion["pipeline_run_id"] == record["run_id"]
+    lineage = json.loads((workspace / "reports" / "lineage.json").read_text())
+    assert lineage["mlflow"]["run_id"] == mlflow_run_id
+    assert lineage["pipeline_run"]["run_id"] == record["run_id"]
+    assert "CreditRiskPD v1" in (run_dir / "model_card.html").read_text()
+    attached = client.list_artifacts(mlflow_run_id, f"pipeline_runs/{record['run_id']}")
+    assert sorted(Path(a.path).name for a in attached) == [f"{s}.html" for s in STEMS[2:]]
+
+    second = make(workspace, "pipeline", "SIZE=tiny", f"PARAMS={TINY_POLICY}")
     assert second.returncode == 0, second.stdout + second.stderr
     rerun_dir, rerun = latest_run(workspace)
     assert rerun_dir != run_dir
-    assert [s["status"] for s in rerun["stages"]] == ["skipped"] * 4
+    assert [s["status"] for s in rerun["stages"]] == ["skipped"] * 6
     assert all(s["reused_from"] == record["run_id"] for s in rerun["stages"])
-    assert second.stdout.count("skipped") == 4
+    assert second.stdout.count("skipped") == 6
+
+    # The bank's default gates on the same model: validation fails, the pipeline stops there
+    # with the reason in its HTML, and the champion is untouched.
+    strict = make(workspace, "pipeline", "SIZE=tiny", f"PARAMS={TINY_TRAINING}")
+    assert strict.returncode != 0
+    output = strict.stdout + strict.stderr
+    assert "validate" in output and "05_validate.html" in output and "auc" in output
+    strict_dir, strict_record = latest_run(workspace)
+    assert [s["status"] for s in strict_record["stages"]] == [
+        "skipped",
+        "skipped",
+        "skipped",
+        "skipped",
+        "failed",
+        "not-run",
+    ]
+    html = (strict_dir / "05_validate.html").read_text()
+    assert "GateFailure" in html and "required &gt;= 0.7" in html
+    assert not json.loads((workspace / "reports" / "validation.json").read_text())["passed"]
+    assert str(client.get_model_version_by_alias("CreditRiskPD", "champion").version) == "1"
+    ledger_after = (workspace / "reports" / "promotion_ledger.jsonl").read_text().splitlines()
+    assert ledger_after == ledger
 
 
 def test_make_pipeline_on_real_format_directory(tmp_path: Path, tiny_raw: Path) -> None:
@@ -90,7 +142,7 @@ def test_make_pipeline_on_real_format_directory(tmp_path: Path, tiny_raw: Path) 
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
-    result = make(workspace, "pipeline", f"DATA={lender}")
+    result = make(workspace, "pipeline", f"DATA={lender}", f"PARAMS={TINY_POLICY}")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (workspace / "data" / "raw").exists()
@@ -121,7 +173,7 @@ def test_failed_stage_names_itself_and_its_html(tmp_path: Path, tiny_raw: Path) 
     assert "ingest" in output and "01_ingest.html" in output
     run_dir, record = latest_run(workspace)
     assert record["status"] == "failed"
-    assert [s["status"] for s in record["stages"]] == ["failed", "not-run", "not-run", "not-run"]
+    assert [s["status"] for s in record["stages"]] == ["failed"] + ["not-run"] * 5
     html = (run_dir / "01_ingest.html").read_text()
     assert "DAYS_BIRTH" in html and "IngestError" in html
     assert not (workspace / "data" / "features" / "feature_store.parquet").exists()

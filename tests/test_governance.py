@@ -42,7 +42,7 @@ from creditrisk.settings import Workspace
 # Metric gates
 # ---------------------------------------------------------------------------------------------
 
-AT_THE_LIMITS = {"test_auc": 0.70, "test_ks": 0.25, "test_ece": 0.03, "train_auc": 0.75}
+AT_THE_LIMITS = {"test_auc": 0.70, "test_ks": 0.25, "test_ece": 0.03, "train_auc": 0.78}
 
 
 def by_name(gates: list[Gate]) -> dict[str, Gate]:
@@ -55,7 +55,7 @@ def test_thresholds_default_to_the_documented_policy() -> None:
         "min_auc": 0.70,
         "min_ks": 0.25,
         "max_ece": 0.03,
-        "max_train_test_auc_gap": 0.05,
+        "max_train_test_auc_gap": 0.08,
         "max_approval_rate_change": 0.05,
         "max_mean_pd_change": 0.02,
         "max_score_psi": 0.10,
@@ -65,21 +65,21 @@ def test_thresholds_default_to_the_documented_policy() -> None:
 
 
 def test_metric_gates_pass_exactly_at_the_limits() -> None:
-    # train 0.75 − test 0.70 is 0.05000000000000004 in floating point: still at the limit.
+    # train 0.78 − test 0.70 is 0.08000000000000007 in floating point: still at the limit.
     gates = by_name(metric_gates(AT_THE_LIMITS))
     assert set(gates) == {"auc", "ks", "ece", "train_test_auc_gap"}
     assert all(gate.passed for gate in gates.values()), [g.describe() for g in gates.values()]
-    assert gates["train_test_auc_gap"].value == pytest.approx(0.05)
+    assert gates["train_test_auc_gap"].value == pytest.approx(0.08)
     assert gates["auc"].comparison == ">=" and gates["ece"].comparison == "<="
 
 
 @pytest.mark.parametrize(
     ("changes", "gate"),
     [
-        ({"test_auc": 0.6999, "train_auc": 0.7499}, "auc"),  # gap stays 0.05
+        ({"test_auc": 0.6999, "train_auc": 0.7799}, "auc"),  # gap stays 0.08
         ({"test_ks": 0.2499}, "ks"),
         ({"test_ece": 0.0301}, "ece"),
-        ({"train_auc": 0.7501}, "train_test_auc_gap"),  # gap 0.0501
+        ({"train_auc": 0.7801}, "train_test_auc_gap"),  # gap 0.0801
     ],
 )
 def test_metric_gates_fail_just_beyond_the_limits(changes: dict[str, float], gate: str) -> None:

@@ -162,7 +162,7 @@ def test_early_stopping_chose_the_number_of_trees(
     # Training stopped exactly `early_stopping_rounds` after the best validation log loss.
     assert rounds == trained.best_iteration + 1 + params.early_stopping_rounds
     assert trained.metrics["best_iteration"] == trained.best_iteration
-    assert trained.metrics["train_auc"] > trained.metrics["validation_auc"] > 0.7
+    assert trained.metrics["fit_auc"] > trained.metrics["validation_auc"] > 0.7
 
 
 def test_predict_pd_ignores_key_target_and_extra_columns(
@@ -399,7 +399,7 @@ def test_run_records_params_metrics_and_lineage(
     assert run.data.params["learning_rate"] == str(trained.params.learning_rate)
     assert run.data.params["calibration_method"] == "sigmoid"
     assert run.data.params["test_share"] == "0.2"
-    for metric in ("train_auc", "validation_auc", "best_iteration", "calibration_brier"):
+    for metric in ("fit_auc", "validation_auc", "best_iteration", "calibration_brier"):
         assert run.data.metrics[metric] == pytest.approx(trained.metrics[metric])
 
     tags = run.data.tags

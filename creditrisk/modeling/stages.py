@@ -120,6 +120,7 @@ class EvaluateStageParams(BaseModel):
 class EvaluationOutcome:
     """What the evaluate stage measured on the test split."""
 
+    mlflow_run_id: str  # the training run the evaluation was logged to
     metrics: dict[str, Any]  # flat: test_auc, test_ks, …, train_auc, train_test_auc_gap
     decision: Any  # ThresholdDecision
     scaling: Any  # ScoreScaling
@@ -218,7 +219,16 @@ def run_evaluate(params: EvaluateStageParams, workspace: Workspace) -> Evaluatio
     report = _metrics_report(training, metrics, decision, scaling, tables)
     write_json(workspace.reports / METRICS_FILE, report)
     _log_evaluation(training["mlflow_run_id"], workspace, metrics, report, figure_paths)
-    return EvaluationOutcome(metrics, decision, scaling, tables, reasons, figures, figure_paths)
+    return EvaluationOutcome(
+        training["mlflow_run_id"],
+        metrics,
+        decision,
+        scaling,
+        tables,
+        reasons,
+        figures,
+        figure_paths,
+    )
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

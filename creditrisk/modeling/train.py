@@ -70,10 +70,12 @@ class TrainParams(BaseModel):
     learning_rate: float = Field(0.05, gt=0, le=1, description="shrinkage of each tree")
     max_depth: int = Field(4, ge=1, le=12, description="depth of each tree (interaction order)")
     min_child_weight: float = Field(
-        5.0,
+        40.0,
         ge=0,
         description="minimum hessian in a leaf; an applicant at an 8 % PD weighs p(1-p) = 0.074, "
-        "so 5 means about 70 applicants: small segments cannot get a leaf of their own",
+        "so 40 means about 540 applicants: small segments cannot get a leaf of their own. "
+        "Measured at 30k applicants over three seeds: 5 gives a train-test AUC gap of 0.054, "
+        "20 of 0.040-0.051, 40 of 0.032-0.035, at the same test AUC (0.806-0.810)",
     )
     subsample: float = Field(0.8, gt=0, le=1, description="share of applicants per tree")
     colsample_bytree: float = Field(0.8, gt=0, le=1, description="share of features per tree")
@@ -550,7 +552,7 @@ def _training_metrics(
         fold = getattr(folds, name)
         metrics[f"{name}_rows"] = float(len(fold))
         metrics[f"{name}_default_rate"] = float(fold[TARGET_COLUMN].mean())
-    metrics["train_auc"] = float(
+    metrics["fit_auc"] = float(
         roc_auc_score(folds.fit[TARGET_COLUMN], classifier.predict_proba(fit_x)[:, 1])
     )
     metrics["validation_auc"] = float(
@@ -634,7 +636,7 @@ def log_training_run(
             registration is the register stage's decision).
 
     Returns:
-        The run id and the model URI ``runs:/<run_id>/model``.
+        The run id and the logged model's URI ``models:/m-<model id>``.
     """
     import mlflow
 
@@ -663,8 +665,11 @@ def log_training_run(
         mlflow.log_dict(
             trained.importance().reset_index().to_dict(orient="records"), "importance.json"
         )
-        pd_model.log_model(
+        info = pd_model.log_model(
             trained, input_example=example, registered_model_name=registered_model_name
         )
         run_id: str = run.info.run_id
-    return run_id, f"runs:/{run_id}/{pd_model.ARTIFACT_NAME}"
+    # MLflow 3's logged-model URI (models:/m-<id>): a registered version made from it points at
+    # the model's own artifacts, whereas runs:/<id>/model is only an alias for loading.
+    model_uri: str = info.model_uri
+    return run_id, model_uri

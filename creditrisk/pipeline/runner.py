@@ -81,6 +81,9 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Tries to start a stage's kernel; a kernel that dies before answering has run nothing.
 KERNEL_START_ATTEMPTS = 2
 
+#: A stage result of this name links the stage to an MLflow run: its HTML is attached there.
+MLFLOW_RUN_RESULT = "mlflow_run_id"
+
 
 class PipelineError(Exception):
     """A pipeline run could not start or did not finish."""
@@ -463,8 +466,25 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
             stage_record.results = read_results(ipynb)
         except Exception as exc:
             error = error or exc
+        else:
+            _attach_to_mlflow_run(context, stage_record, html)
     if error is not None:
         raise error
+
+
+def _attach_to_mlflow_run(context: _Context, stage_record: StageRecord, html: Path) -> None:
+    """A stage that names an MLflow run in its results gets its HTML attached to that run."""
+    mlflow_run_id = (stage_record.results or {}).get(MLFLOW_RUN_RESULT)
+    if not isinstance(mlflow_run_id, str) or not mlflow_run_id:
+        return
+    from creditrisk import tracking
+
+    try:
+        tracking.attach_audit_record(
+            mlflow_run_id, [html], context.workspace, context.record.run_id
+        )
+    except Exception as exc:  # the HTML stays in runs/; the MLflow copy is a convenience
+        context.echo(f"  could not attach {html.name} to MLflow run {mlflow_run_id}: {exc}")
 
 
 def _kernel_failed_to_start(error: BaseException) -> bool:
