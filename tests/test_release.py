@@ -171,6 +171,10 @@ def _missing_plots(workspace: Workspace) -> None:
     shutil.rmtree(workspace.reports / "evaluation")
 
 
+def _missing_test_split(workspace: Workspace) -> None:
+    (workspace.splits / "test.parquet").unlink()
+
+
 def _failed_contracts(workspace: Workspace) -> None:
     summary = read_json(workspace.ingestion_summary)
     summary["contracts_passed"] = False
@@ -184,9 +188,10 @@ def _failed_contracts(workspace: Workspace) -> None:
         (_stale_evaluation, "evaluation_of_this_model", "0" * 32),
         (_edited_metric, "mlflow_consistency", "test_auc"),
         (_missing_plots, "artefact:evaluation_plots", "does not exist"),
+        (_missing_test_split, "artefact:test_split", "does not exist"),
         (_failed_contracts, "ingestion_contracts", "bureau"),
     ],
-    ids=["stale-evaluation", "edited-metric", "missing-plots", "failed-contracts"],
+    ids=["stale-evaluation", "edited-metric", "missing-plots", "missing-split", "failed-contracts"],
 )
 def test_each_governance_check_catches_its_defect(
     workspace: Workspace, damage, gate: str, detail: str

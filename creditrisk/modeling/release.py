@@ -32,6 +32,7 @@ from creditrisk.modeling.stages import (
     DECISION_POLICY_FILE,
     EVALUATION_DIR,
     METRICS_FILE,
+    json_records,
     load_trained,
     read_training_run,
     training_run_path,
@@ -171,12 +172,12 @@ def run_canary(
     workspace: Workspace,
     *,
     candidate_run_id: str,
-    candidate_pd: Any,
+    candidate_uri: str,
     test: pd.DataFrame,
     threshold: float,
     tracking_uri: str,
 ) -> Canary:
-    """Score the test applicants with the current champion and compare with the candidate."""
+    """Score the test applicants with the current champion and the candidate; compare them."""
     if not params.canary:
         return Canary(None, None, [], {}, None, skipped="disabled by the canary parameter")
     champion = registry.current_champion(tracking_uri=tracking_uri)
@@ -196,6 +197,7 @@ def run_canary(
             "canary (canary=False) only if the feature set changed on purpose.",
         )
         return Canary(version, run_id, [gate], {}, None)
+    candidate_pd = load_trained(candidate_uri, workspace).predict_pd(test)
     champion_threshold = _champion_threshold(champion)
     gates = governance.canary(
         candidate_pd,
@@ -223,8 +225,6 @@ def run_validate(params: ValidateStageParams, workspace: Workspace) -> Validatio
     The report is written whether or not the gates pass; failing is the caller's decision
     (:meth:`ValidationOutcome.raise_for_failures`), so the notebook can show the table first.
     """
-    from creditrisk.modeling.split import load_splits
-
     training = read_training_run(workspace)
     run_id, model_uri = training["mlflow_run_id"], training["model_uri"]
     uri = tracking.tracking_uri(workspace)
@@ -245,18 +245,19 @@ def run_validate(params: ValidateStageParams, workspace: Workspace) -> Validatio
         governance.consistency_gate(metrics, registry.run_metrics(run_id, tracking_uri=uri)),
         governance.contracts_gate(read_json(workspace.ingestion_summary)),
     ]
-    test = load_splits(workspace).test
-    candidate_pd = load_trained(model_uri, workspace).predict_pd(test)
-    threshold = float(evaluation["decision_policy"]["decision"]["threshold"])
-    canary = run_canary(
-        params,
-        workspace,
-        candidate_run_id=run_id,
-        candidate_pd=candidate_pd,
-        test=test,
-        threshold=threshold,
-        tracking_uri=uri,
-    )
+    test_split = workspace.splits / SPLIT_FILES["test"]
+    if test_split.exists():
+        canary = run_canary(
+            params,
+            workspace,
+            candidate_run_id=run_id,
+            candidate_uri=model_uri,
+            test=pd.read_parquet(test_split),
+            threshold=float(evaluation["decision_policy"]["decision"]["threshold"]),
+            tracking_uri=uri,
+        )
+    else:  # its artefact gate has failed already
+        canary = Canary(None, None, [], {}, None, skipped=f"{test_split} does not exist")
     gates.extend(canary.gates)
 
     report = governance.validation_report(gates, thresholds=params.thresholds)
@@ -267,18 +268,14 @@ def run_validate(params: ValidateStageParams, workspace: Workspace) -> Validatio
             "canary": canary.as_dict(),
             "canary_psi_table": None
             if canary.psi_table is None
-            else _records(canary.psi_table.replace([float("inf"), float("-inf")], None)),
+            else json_records(
+                canary.psi_table.replace([float("inf"), float("-inf")], None), index=False
+            ),
         }
     )
     path = governance.write_validation(report, workspace)
     _log_to_run(run_id, {"validation_passed": str(report["passed"]).lower()}, [path])
     return ValidationOutcome(gates, canary, report, path)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    from creditrisk.pipeline.results import to_json_value
-
-    return [to_json_value(row) for row in frame.to_dict(orient="records")]  # type: ignore[misc]
 
 
 def _log_to_run(run_id: str, tags: dict[str, str], files: list[Path]) -> None:

@@ -231,10 +231,12 @@ def run_evaluate(params: EvaluateStageParams, workspace: Workspace) -> Evaluatio
     )
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def json_records(frame: pd.DataFrame, *, index: bool = True) -> list[dict[str, Any]]:
+    """A table as JSON-ready records (numpy scalars converted; the index kept as a column)."""
     from creditrisk.pipeline.results import to_json_value
 
-    return [to_json_value(r) for r in frame.reset_index().to_dict(orient="records")]  # type: ignore[misc]
+    rows = (frame.reset_index() if index else frame).to_dict(orient="records")
+    return [to_json_value(row) for row in rows]  # type: ignore[misc]
 
 
 def _metrics_report(
@@ -249,7 +251,7 @@ def _metrics_report(
         "model_uri": training["model_uri"],
         "metrics": metrics,
         "decision_policy": {"decision": decision.as_dict(), "score_scaling": scaling.as_dict()},
-        "tables": {name: _records(frame) for name, frame in tables.items()},
+        "tables": {name: json_records(frame) for name, frame in tables.items()},
     }
 
 
