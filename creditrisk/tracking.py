@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from creditrisk.settings import Workspace, scoped_environment
@@ -118,13 +119,18 @@ AUDIT_ARTIFACT_DIR = "pipeline_runs"
 
 
 def attach_audit_record(
-    mlflow_run_id: str, files: list[Path], workspace: Workspace, pipeline_run_id: str
+    mlflow_run_id: str,
+    files: list[Path],
+    workspace: Workspace,
+    pipeline_run_id: str,
+    results: dict[str, Any] | None = None,
+    results_name: str = "results.json",
 ) -> str:
-    """Attach a stage's rendered notebook (its audit record) to the MLflow run it worked on.
+    """Attach a stage's audit record to the MLflow run it worked on.
 
-    The files go under ``pipeline_runs/<pipeline_run_id>/`` in the run's artifacts, so the run
-    in the MLflow UI links to the HTML of every stage that trained, evaluated, validated or
-    registered it.
+    The rendered notebook (and any other ``files``) and the results the stage recorded go under
+    ``pipeline_runs/<pipeline_run_id>/`` in the run's artifacts, so the run in the MLflow UI
+    links to the HTML of every stage that trained, evaluated, validated or registered it.
 
     Returns:
         The artifact folder used.
@@ -135,4 +141,6 @@ def attach_audit_record(
     client = MlflowClient(tracking_uri=tracking_uri(workspace))
     for path in files:
         client.log_artifact(mlflow_run_id, str(path), artifact_path=folder)
+    if results is not None:
+        client.log_dict(mlflow_run_id, results, f"{folder}/{results_name}")
     return folder

@@ -100,7 +100,13 @@ def test_make_pipeline_ends_with_a_champion_then_rerun_skips(tmp_path: Path) -> 
     assert lineage["pipeline_run"]["run_id"] == record["run_id"]
     assert "CreditRiskPD v1" in (run_dir / "model_card.html").read_text()
     attached = client.list_artifacts(mlflow_run_id, f"pipeline_runs/{record['run_id']}")
-    assert sorted(Path(a.path).name for a in attached) == [f"{s}.html" for s in STEMS[2:]]
+    assert sorted(Path(a.path).name for a in attached) == sorted(
+        name for stem in STEMS[2:] for name in (f"{stem}.html", f"{stem}.results.json")
+    )
+    logged_results = mlflow.artifacts.load_dict(
+        f"runs:/{mlflow_run_id}/pipeline_runs/{record['run_id']}/05_validate.results.json"
+    )
+    assert logged_results == stages["validate"]["results"]
 
     second = make(workspace, "pipeline", "SIZE=tiny", f"PARAMS={TINY_POLICY}")
     assert second.returncode == 0, second.stdout + second.stderr

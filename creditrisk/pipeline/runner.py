@@ -473,7 +473,7 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
 
 
 def _attach_to_mlflow_run(context: _Context, stage_record: StageRecord, html: Path) -> None:
-    """A stage that names an MLflow run in its results gets its HTML attached to that run."""
+    """A stage that names an MLflow run in its results gets its HTML and results attached."""
     mlflow_run_id = (stage_record.results or {}).get(MLFLOW_RUN_RESULT)
     if not isinstance(mlflow_run_id, str) or not mlflow_run_id:
         return
@@ -481,7 +481,12 @@ def _attach_to_mlflow_run(context: _Context, stage_record: StageRecord, html: Pa
 
     try:
         tracking.attach_audit_record(
-            mlflow_run_id, [html], context.workspace, context.record.run_id
+            mlflow_run_id,
+            [html],
+            context.workspace,
+            context.record.run_id,
+            results=dict(stage_record.results or {}),
+            results_name=f"{html.stem}.results.json",
         )
     except Exception as exc:  # the HTML stays in runs/; the MLflow copy is a convenience
         context.echo(f"  could not attach {html.name} to MLflow run {mlflow_run_id}: {exc}")
