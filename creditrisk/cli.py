@@ -177,6 +177,68 @@ def run(
 
 
 @app.command()
+def score(
+    input: Annotated[
+        str,
+        typer.Option("--input", help="folder or s3://bucket/prefix of Kaggle-named raw tables"),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", help="scores file: .parquet, .csv or .csv.gz")
+    ],
+    model_uri: Annotated[
+        str | None,
+        typer.Option("--model-uri", help="registry URI; default models:/CreditRiskPD@champion"),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="unscorable rows; default <output>.rejects.<ext> beside the output"),
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(help="applicants scored per chunk")] = 50_000,
+    reasons: Annotated[int, typer.Option(help="adverse reason codes per applicant")] = 4,
+    memory_limit: Annotated[
+        str, typer.Option(help="DuckDB memory limit for staging and features")
+    ] = "2GB",
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Score every applicant of a raw-table input with the champion (batch).
+
+    Relative paths are relative to the workspace (CREDITRISK_HOME), as everywhere in the
+    pipeline: `--input data/raw` is the workspace's raw data.
+    """
+    import logging
+    import sys
+
+    from creditrisk import tracking
+    from creditrisk.data.sources import is_s3
+    from creditrisk.scoring import ScoringError
+    from serving.batch import BatchError, score_batch
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    workspace = get_settings().workspace
+    source = input if is_s3(input) else str(workspace.home / Path(input).expanduser())
+    try:
+        result = score_batch(
+            source,
+            workspace.home / output.expanduser(),
+            model_uri=model_uri,
+            tracking_uri=tracking.tracking_uri(workspace),
+            rejects=None if rejects is None else workspace.home / rejects.expanduser(),
+            chunk_rows=chunk_rows,
+            reasons=reasons,
+            memory_limit=memory_limit or None,
+            work_dir=workspace.data if workspace.data.is_dir() else None,
+            progress=progress,
+        )
+    except (BatchError, ScoringError) as exc:
+        raise _fail(f"scoring failed: {exc}") from exc
+    typer.echo(
+        f"{result.entities:,} applicants scored by {result.model_name} version "
+        f"{result.model_version} → {result.output}; {result.rejected} row(s) rejected → "
+        f"{result.rejects} ({result.duration_s:.1f} s)"
+    )
+
+
+@app.command()
 def promote(
     version: Annotated[str, typer.Option("--version", help="registry version to make champion")],
     reason: Annotated[str, typer.Option(help="why, for the promotion ledger")] = "manual promotion",

@@ -62,6 +62,11 @@ def artifact_location(uri: str, workspace: Workspace, experiment: str = EXPERIME
     return (root / experiment).as_uri()
 
 
+def quiet_artifact_downloads() -> None:
+    """No tqdm bar per artifact download (every model load), unless the user asked for one."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def configure(workspace: Workspace) -> str:
     """Point MLflow (tracking and registry) at the workspace's store; create the experiment.
 
@@ -85,8 +90,7 @@ def configure(workspace: Workspace) -> str:
     import mlflow  # heavy import; only callers that track pay for it
     from mlflow.exceptions import MlflowException
 
-    # Artifact downloads (model loads) would otherwise draw tqdm bars into every notebook.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_artifact_downloads()
     uri = tracking_uri(workspace)
     registry = os.environ.get(REGISTRY_URI_ENV) or uri
     if uri == workspace.mlflow_uri:

@@ -140,12 +140,49 @@ def _select_list(spec: TableSpec, present: set[str]) -> str:
     return ", ".join(parts)
 
 
-def _csv_to_parquet(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, csv_file: Path, header: list[str], out: Path
-) -> int:
-    """Typed CSV → Parquet; returns the row count, or raises naming the first bad rows."""
+@dataclass(frozen=True)
+class CsvConversion:
+    """A typed CSV → Parquet conversion: rows written and the lines DuckDB rejected."""
+
+    rows: int
+    rejected_lines: int
+    #: One entry per rejected line (up to the limit): line, column, error_type, message.
+    rejects: list[dict[str, Any]]
+
+
+#: DuckDB's reject error types, as the contract rule names they stand for.
+REJECT_RULES = {
+    "CAST": "type",
+    "MISSING COLUMNS": "truncated_row",
+    "TOO MANY COLUMNS": "extra_fields",
+    "UNQUOTED VALUE": "csv_quoting",
+    "LINE SIZE OVER MAXIMUM": "line_size",
+    "INVALID ENCODING": "encoding",
+}
+
+
+def convert_csv(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    csv_file: Path,
+    header: list[str],
+    out: Path,
+    *,
+    reject_limit: int = 1000,
+) -> CsvConversion:
+    """Typed CSV → Parquet with the canonical columns; rows that do not parse are set aside.
+
+    Known columns are read with their canonical type, unknown ones as text and dropped, and a
+    canonical column the file lacks becomes a typed NULL. A row with a value that does not fit
+    its type (or a malformed line) is not written; it is reported instead.
+
+    Args:
+        reject_limit: Most rejected lines listed (0: all of them).
+
+    Raises:
+        IngestError: The file cannot be read as CSV at all.
+    """
     canonical = spec.duckdb_types
-    # Columns the pipeline does not know are read as text and dropped; known ones are typed.
     columns = {name: canonical.get(name, "VARCHAR") for name in header}
     rejects = f"rejects_{spec.name.lower()}"
     query = f"""
@@ -155,7 +192,7 @@ def _csv_to_parquet(
                 $path, header = true, auto_detect = false, columns = $columns,
                 delim = ',', quote = '"', escape = '"', nullstr = '',
                 store_rejects = true, rejects_table = '{rejects}',
-                rejects_scan = '{rejects}_scan', rejects_limit = 1000
+                rejects_scan = '{rejects}_scan', rejects_limit = {int(reject_limit)}
             )
         ) to $out (format parquet, compression zstd)
     """
@@ -165,31 +202,40 @@ def _csv_to_parquet(
         ).fetchone()
     except duckdb.Error as exc:
         raise IngestError(spec.name, f"cannot read {csv_file.name}: {exc}", rule="csv") from exc
-    # DuckDB may report one bad line several times (once per missing field): count lines.
-    n_bad = con.execute(f"select count(distinct line) from {rejects}").fetchone()
-    if n_bad and n_bad[0]:
-        first = con.execute(
-            f"""
-            select line, min(column_name), min(error_type), min(error_message)
-            from {rejects} group by line order by line limit {REJECT_EXAMPLES}
-            """
-        ).fetchall()
-        _, column, error_type, _ = first[0]
-        detail = "; ".join(f"line {ln}: {msg}" for ln, _, _, msg in first)
+    # DuckDB may report one bad line several times (once per missing field): one per line.
+    (n_bad,) = con.execute(f"select count(distinct line) from {rejects}").fetchone() or (0,)
+    rows = con.execute(
+        f"""
+        select line, min(column_name), min(error_type), min(error_message)
+        from {rejects} group by line order by line
+        """
+    ).fetchall()
+    return CsvConversion(
+        rows=int(count[0]) if count else 0,
+        rejected_lines=int(n_bad),
+        rejects=[
+            {"line": int(line), "column": column, "error_type": kind, "message": message}
+            for line, column, kind, message in rows
+        ],
+    )
+
+
+def _csv_to_parquet(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, csv_file: Path, header: list[str], out: Path
+) -> int:
+    """Typed CSV → Parquet; returns the row count, or raises naming the first bad rows."""
+    conversion = convert_csv(con, spec, csv_file, header, out)
+    if conversion.rejected_lines:
+        first = conversion.rejects[:REJECT_EXAMPLES]
+        detail = "; ".join(f"line {r['line']}: {r['message']}" for r in first)
+        error_type = first[0]["error_type"]
         raise IngestError(
             spec.name,
-            f"{n_bad[0]} bad row(s) in {csv_file.name} (first: {detail})",
-            column=column if error_type == "CAST" else None,
-            rule={
-                "CAST": "type",
-                "MISSING COLUMNS": "truncated_row",
-                "TOO MANY COLUMNS": "extra_fields",
-                "UNQUOTED VALUE": "csv_quoting",
-                "LINE SIZE OVER MAXIMUM": "line_size",
-                "INVALID ENCODING": "encoding",
-            }.get(error_type, error_type.lower()),
+            f"{conversion.rejected_lines} bad row(s) in {csv_file.name} (first: {detail})",
+            column=first[0]["column"] if error_type == "CAST" else None,
+            rule=REJECT_RULES.get(error_type, error_type.lower()),
         )
-    return int(count[0]) if count else 0
+    return conversion.rows
 
 
 def _write_empty(spec: TableSpec, out: Path) -> None:

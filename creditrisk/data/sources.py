@@ -23,6 +23,9 @@ from typing import Any
 from creditrisk.data.tables import tables
 
 SUFFIXES = (".csv", ".csv.gz", ".zip")
+
+#: What the batch scorer also reads: Parquet files with the Kaggle stems.
+SCORING_SUFFIXES = (*SUFFIXES, ".parquet")
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
@@ -70,9 +73,9 @@ def s3_client() -> Any:
     return boto3.client("s3")
 
 
-def _table_of(file_name: str) -> str | None:
+def _table_of(file_name: str, suffixes: tuple[str, ...] = SUFFIXES) -> str | None:
     known = {name.lower(): name for name in tables()}
-    for suffix in SUFFIXES:
+    for suffix in suffixes:
         if file_name.lower().endswith(suffix):
             return known.get(file_name[: -len(suffix)].lower())
     return None
@@ -97,8 +100,14 @@ def _s3_entries(uri: str) -> Iterator[tuple[str, str, int]]:
                 yield rest, f"s3://{bucket}/{obj['Key']}", int(obj["Size"])
 
 
-def discover(source: str | Path) -> tuple[dict[str, SourceFile], list[str]]:
+def discover(
+    source: str | Path, suffixes: tuple[str, ...] = SUFFIXES
+) -> tuple[dict[str, SourceFile], list[str]]:
     """The table files of a source, and the names of files that are not Home Credit tables.
+
+    Args:
+        source: A directory or ``s3://bucket/prefix``.
+        suffixes: File endings recognised after the Kaggle stem (default: CSV, CSV.GZ, ZIP).
 
     Raises:
         SourceError: the source does not exist, or one table is delivered twice.
@@ -107,7 +116,7 @@ def discover(source: str | Path) -> tuple[dict[str, SourceFile], list[str]]:
     found: dict[str, SourceFile] = {}
     other: list[str] = []
     for name, uri, size in entries:
-        table_name = _table_of(name)
+        table_name = _table_of(name, suffixes)
         if table_name is None:
             if not name.startswith((".", "_")):
                 other.append(name)
@@ -180,6 +189,17 @@ def stage(source_file: SourceFile, staging_dir: Path) -> tuple[Path, Checksums]:
                 md5.update(chunk)
                 size += len(chunk)
     return local, Checksums(sha.hexdigest(), md5.hexdigest(), size)
+
+
+def fetch(source_file: SourceFile, staging_dir: Path) -> Path:
+    """A local path for the file: remote objects are downloaded, local files used in place."""
+    if not is_s3(source_file.uri):
+        return Path(source_file.uri)
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    local = staging_dir / source_file.name
+    with _open_stream(source_file) as stream, open(local, "wb") as out:
+        shutil.copyfileobj(stream, out, CHUNK_BYTES)
+    return local
 
 
 def csv_path(source_file: SourceFile, local: Path, staging_dir: Path) -> Path:

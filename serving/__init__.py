@@ -1,0 +1,1 @@
+"""Scoring surfaces on the registered champion: the batch scorer and the REST service."""

@@ -1,0 +1,451 @@
+"""Batch scoring: raw Home Credit tables in, one score per applicant out.
+
+``creditrisk score --input DIR|s3://… --output scores.parquet|.csv`` (``make score``):
+
+1. **Stage** every table the input holds (Kaggle file names, CSV/CSV.GZ/ZIP or Parquet) into
+   typed Parquet with the canonical columns. A row whose value does not fit its type is set
+   aside into the rejects file with the reason; so is an applicant without ``SK_ID_CURR`` or
+   with an ``SK_ID_CURR`` that appears twice. Nothing else is dropped.
+2. **Features**: the same SQL as training (:func:`creditrisk.features.build_feature_store`),
+   run by DuckDB over the staged files with a memory limit, spilling to disk beyond it.
+3. **Score** the feature rows in chunks with the champion (:class:`creditrisk.scoring.Scorer`)
+   and append each chunk to the output, so memory stays bounded whatever the input size. The
+   output is written to a temporary file and renamed when complete.
+
+Every job ends with one JSON log line (request id, entities, rejects, duration, model version)
+on the ``creditrisk.batch`` logger; no applicant data is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from creditrisk.data import sources
+from creditrisk.data.ingest import convert_csv
+from creditrisk.data.tables import APPLICATION_TABLES, TableSpec, tables
+from creditrisk.features.catalog import ID_COLUMN
+from creditrisk.features.engine import build_feature_store
+from creditrisk.io import atomic_path
+from creditrisk.scoring import DEFAULT_REASONS, Scorer
+
+logger = logging.getLogger("creditrisk.batch")
+
+#: Applicants scored per chunk: the scoring step's memory is proportional to it.
+DEFAULT_CHUNK_ROWS = 50_000
+
+#: DuckDB's memory limit for staging and features (it spills to disk beyond it).
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+REJECT_SCHEMA = pa.schema(
+    [
+        ("table", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),  # CSV line (1 = header) when DuckDB could not parse the row
+        ("row", pa.int64()),  # data row (1-based) otherwise
+        (ID_COLUMN, pa.int64()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+class BatchError(Exception):
+    """The job cannot run at all (no applicants, unreadable input, unknown output format)."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch job did; also the content of its JSON log line."""
+
+    request_id: str
+    input: str
+    output: str
+    rejects: str
+    entities: int
+    rejected: int
+    duration_s: float
+    model_name: str
+    model_version: str
+    tables: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def output_format(path: Path) -> str:
+    """``parquet`` or ``csv`` from the file name (``.csv.gz`` is CSV, compressed)."""
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise BatchError(f"{path}: the output must end in .parquet, .csv or .csv.gz")
+
+
+def rejects_path_for(output: Path) -> Path:
+    """``scores.parquet`` → ``scores.rejects.parquet`` (same format as the output)."""
+    name = output.name
+    for suffix in (".parquet", ".csv.gz", ".csv"):
+        if name.lower().endswith(suffix):
+            return output.with_name(f"{name[: -len(suffix)]}.rejects{suffix}")
+    raise BatchError(f"{output}: unknown output format")
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging: raw files → typed Parquet, unparseable rows set aside
+# ---------------------------------------------------------------------------------------------
+
+
+def _reject(table: str, file: str, reason: str, **fields: Any) -> dict[str, Any]:
+    return {"table": table, "file": file, "reason": reason, **fields}
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, found: sources.SourceFile, work: Path
+) -> tuple[Path, list[dict[str, Any]]]:
+    local = sources.csv_path(found, sources.fetch(found, work / "download"), work / "unzip")
+    header = sources.read_header(local, spec.name)
+    out = work / "staged" / f"{spec.name}.parquet"
+    conversion = convert_csv(con, spec, local, header, out, reject_limit=0)
+    rejects = [
+        _reject(
+            spec.name,
+            found.name,
+            f"{r['error_type'].lower()}: {r['message']}",
+            line=r["line"],
+            column=r["column"],
+        )
+        for r in conversion.rejects
+    ]
+    return out, rejects
+
+
+def _stage_parquet(
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, found: sources.SourceFile, work: Path
+) -> tuple[Path, list[dict[str, Any]]]:
+    local = sources.fetch(found, work / "download")
+    schema = pq.ParquetFile(local).schema_arrow
+    textual = {
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    }
+    out = work / "staged" / f"{spec.name}.parquet"
+    casts, checks = [], []
+    for column in spec.columns:
+        quoted = f'"{column.name}"'
+        if column.name not in schema.names:
+            casts.append(f"cast(null as {column.duckdb_type}) as {quoted}")
+            continue
+        # An empty text is a missing value, as in the CSV files (where the two cannot differ).
+        value = f"nullif({quoted}, '')" if column.name in textual else quoted
+        casts.append(f"try_cast({value} as {column.duckdb_type}) as {quoted}")
+        if column.duckdb_type != "VARCHAR":
+            checks.append(
+                f"when {value} is not null and try_cast({value} as {column.duckdb_type}) "
+                f"is null then '{column.name}'"
+            )
+    failing = f"case {' '.join(checks)} else null end" if checks else "null"
+    con.execute(
+        f"create or replace temp table staged_input as "
+        f"select row_number() over () as __row, {failing} as __bad, {', '.join(casts)} "
+        f"from read_parquet($path)",
+        {"path": str(local)},
+    )
+    names = ", ".join(f'"{c.name}"' for c in spec.columns)
+    con.execute(
+        f"copy (select {names} from staged_input where __bad is null order by __row) "
+        "to $out (format parquet, compression zstd)",
+        {"out": str(out)},
+    )
+    bad = con.execute(
+        "select __row, __bad from staged_input where __bad is not null order by __row"
+    ).fetchall()
+    con.execute("drop table staged_input")
+    rejects = [
+        _reject(
+            spec.name,
+            found.name,
+            "type: value does not fit the column's type",
+            row=row,
+            column=column,
+        )
+        for row, column in bad
+    ]
+    return out, rejects
+
+
+def _unscorable_applicants(
+    con: duckdb.DuckDBPyConnection, staged: Path, table: str, file: str
+) -> list[dict[str, Any]]:
+    """Applicants without SK_ID_CURR, or whose SK_ID_CURR repeats: set aside, all of them."""
+    con.execute(
+        "create or replace temp table applicants as "
+        "select row_number() over () as __row, * from read_parquet($path)",
+        {"path": str(staged)},
+    )
+    flagged = con.execute(
+        f"""
+        select __row, {ID_COLUMN},
+               case when {ID_COLUMN} is null then 'missing {ID_COLUMN}'
+                    else 'duplicate {ID_COLUMN}: the applicant appears more than once' end
+        from (
+            select __row, {ID_COLUMN}, count(*) over (partition by {ID_COLUMN}) as n
+            from applicants
+        )
+        where {ID_COLUMN} is null or n > 1
+        order by __row
+        """
+    ).fetchall()
+    if flagged:
+        names = ", ".join(f'"{name}"' for name in pq.ParquetFile(staged).schema_arrow.names)
+        with atomic_path(staged, suffix=".parquet") as temporary:
+            con.execute(
+                f"copy (select {names} from applicants where {ID_COLUMN} is not null and "
+                f"{ID_COLUMN} in (select {ID_COLUMN} from applicants group by all "
+                f"having count(*) = 1) order by __row) to $out (format parquet, "
+                "compression zstd)",
+                {"out": str(temporary)},
+            )
+    con.execute("drop table applicants")
+    return [
+        _reject(table, file, reason, row=row, **{ID_COLUMN: key, "column": ID_COLUMN})
+        for row, key, reason in flagged
+    ]
+
+
+def stage_inputs(
+    input_uri: str, work: Path, con: duckdb.DuckDBPyConnection
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Stage every table of the input into ``work/staged``; rows per table and the rejects.
+
+    Raises:
+        BatchError: No application file, or a table delivered twice.
+    """
+    try:
+        found, _ = sources.discover(input_uri, sources.SCORING_SUFFIXES)
+    except sources.SourceError as exc:
+        raise BatchError(str(exc)) from exc
+    if not any(name in found for name in APPLICATION_TABLES):
+        raise BatchError(
+            f"no application file in {input_uri}: expected application_test or "
+            "application_train (.csv, .csv.gz, .zip or .parquet)"
+        )
+    (work / "staged").mkdir(parents=True, exist_ok=True)
+    rows: dict[str, int] = {}
+    rejects: list[dict[str, Any]] = []
+    for name, spec in tables().items():
+        if name not in found:
+            continue
+        stage = _stage_parquet if found[name].name.lower().endswith(".parquet") else _stage_csv
+        try:
+            staged, table_rejects = stage(con, spec, found[name], work)
+        except (sources.SourceError, duckdb.Error) as exc:
+            raise BatchError(f"{name}: cannot read {found[name].name}: {exc}") from exc
+        if name in APPLICATION_TABLES:
+            table_rejects += _unscorable_applicants(con, staged, name, found[name].name)
+        rejects += table_rejects
+        rows[name] = pq.ParquetFile(staged).metadata.num_rows
+    return rows, rejects
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring in chunks
+# ---------------------------------------------------------------------------------------------
+
+
+def output_schema(reasons: int) -> pa.Schema:
+    """The columns of a batch output, whatever the chunk holds."""
+    fields = [
+        pa.field(ID_COLUMN, pa.int64()),
+        pa.field("probability_of_default", pa.float64()),
+        pa.field("score", pa.float64()),
+        pa.field("score_band", pa.string()),
+        pa.field("decision", pa.string()),
+    ]
+    for k in range(1, reasons + 1):
+        fields.append(pa.field(f"reason_{k}", pa.string()))
+        fields.append(pa.field(f"reason_{k}_description", pa.string()))
+    fields += [
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+    ]
+    return pa.schema(fields)
+
+
+class _TableWriter:
+    """Appends Arrow tables to one Parquet or CSV file."""
+
+    def __init__(self, path: Path, schema: pa.Schema, fmt: str) -> None:
+        self.fmt = fmt
+        if fmt == "parquet":
+            self._parquet = pq.ParquetWriter(path, schema, compression="zstd")
+        else:
+            stream = (
+                pa.CompressedOutputStream(str(path), "gzip")
+                if path.name.endswith(".gz")
+                else pa.OSFile(str(path), "wb")
+            )
+            self._stream = stream
+            self._csv = pacsv.CSVWriter(stream, schema)
+
+    def write(self, table: pa.Table) -> None:
+        if self.fmt == "parquet":
+            self._parquet.write_table(table)
+        else:
+            self._csv.write_table(table)
+
+    def close(self) -> None:
+        if self.fmt == "parquet":
+            self._parquet.close()
+        else:
+            self._csv.close()
+            self._stream.close()
+
+
+@contextmanager
+def _writer(path: Path, schema: pa.Schema) -> Iterator[_TableWriter]:
+    fmt = output_format(path)
+    with atomic_path(path, suffix=path.suffix) as temporary:
+        writer = _TableWriter(Path(temporary), schema, fmt)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="applicant", desc="scoring", disable=not enabled)
+
+
+def score_features(
+    scorer: Scorer,
+    feature_file: Path,
+    output: Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    reasons: int = DEFAULT_REASONS,
+    progress: bool = False,
+) -> int:
+    """Score a feature-store Parquet file chunk by chunk into ``output``; rows written."""
+    schema = output_schema(reasons)
+    source = pq.ParquetFile(feature_file)
+    total = source.metadata.num_rows
+    written = 0
+    scored_at = datetime.now(UTC)
+    with _writer(output, schema) as writer, _progress(total, progress) as bar:
+        for batch in source.iter_batches(batch_size=chunk_rows):
+            frame = scorer.score_frame(batch.to_pandas(), reasons=reasons)
+            frame["scored_at"] = scored_at
+            writer.write(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            written += len(frame)
+            bar.update(len(frame))
+        if total == 0:
+            writer.write(schema.empty_table())
+    return written
+
+
+def _write_rejects(rejects: list[dict[str, Any]], path: Path) -> None:
+    table = (
+        pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
+        if rejects
+        else REJECT_SCHEMA.empty_table()
+    )
+    with _writer(path, REJECT_SCHEMA) as writer:
+        writer.write(table)
+
+
+def score_batch(
+    input_uri: str | Path,
+    output: str | Path,
+    *,
+    model_uri: str | None = None,
+    tracking_uri: str | None = None,
+    scorer: Scorer | None = None,
+    rejects: str | Path | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    reasons: int = DEFAULT_REASONS,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+    threads: int | None = None,
+    work_dir: str | Path | None = None,
+    request_id: str | None = None,
+    progress: bool = False,
+) -> BatchResult:
+    """Score every applicant of a raw-table input with the champion (or ``model_uri``).
+
+    Args:
+        input_uri: A directory or ``s3://bucket/prefix`` with Kaggle-named files.
+        output: ``.parquet``, ``.csv`` or ``.csv.gz``; written atomically.
+        model_uri: A registry URI; default ``models:/CreditRiskPD@champion``.
+        tracking_uri: The MLflow tracking/registry URI; default MLflow's current one.
+        scorer: An already loaded scorer (then ``model_uri`` is ignored).
+        rejects: Where unscorable rows go; default ``<output>.rejects.<ext>`` beside it.
+        chunk_rows: Applicants scored at a time (bounds the scoring memory).
+        reasons: Reason codes per applicant.
+        memory_limit: DuckDB's memory limit for staging and features (None: DuckDB's default).
+        threads: DuckDB threads (None: all cores).
+        work_dir: Where temporary files go (default: the system's temporary directory).
+        request_id: Id of the job in the log line (default: a new UUID).
+        progress: Show a progress bar.
+
+    Raises:
+        BatchError: The input has no application file, a file cannot be read, or the output
+            format is unknown.
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    output_format(output)
+    rejects_path = Path(rejects) if rejects else rejects_path_for(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    request_id = request_id or str(uuid.uuid4())
+    scorer = scorer or Scorer.load(model_uri, tracking_uri=tracking_uri)
+    work = Path(tempfile.mkdtemp(prefix="creditrisk-batch-", dir=work_dir))
+    con = duckdb.connect(str(work / "duckdb.db"))
+    try:
+        if memory_limit:
+            con.execute("set memory_limit = ?", [memory_limit])
+        if threads:
+            con.execute("set threads = ?", [threads])
+        con.execute("set temp_directory = ?", [str(work / "spill")])
+        rows, rejected_rows = stage_inputs(str(input_uri), work, con)
+        features = work / "features.parquet"
+        build_feature_store(work / "staged", features, connection=con)
+        entities = score_features(
+            scorer, features, output, chunk_rows=chunk_rows, reasons=reasons, progress=progress
+        )
+        _write_rejects(rejected_rows, rejects_path)
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+    result = BatchResult(
+        request_id=request_id,
+        input=str(input_uri),
+        output=str(output),
+        rejects=str(rejects_path),
+        entities=entities,
+        rejected=len(rejected_rows),
+        duration_s=round(time.perf_counter() - started, 3),
+        model_name=scorer.info.name,
+        model_version=scorer.info.version,
+        tables=rows,
+    )
+    logger.info(json.dumps({"event": "batch_scored", **result.as_dict()}))
+    return result
