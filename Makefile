@@ -17,12 +17,13 @@ PARAMS  ?=
 INPUT   ?= data/raw
 OUTPUT  ?= reports/scores.parquet
 MODEL_URI ?=
+WORKERS ?= 1
 HOST    ?= 127.0.0.1
 PORT    ?= 8888
 
 RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force) $(foreach p,$(PARAMS),-p '$(p)')
 
-.PHONY: help install pipeline score data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench clean
+.PHONY: help install pipeline score serve data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1] [PARAMS=\"stage.name=value …\"]\n\n"} \
@@ -43,6 +44,9 @@ pipeline: $(STAMP) ## Run the notebook pipeline end to end into runs/<run_id>/
 
 score: $(STAMP) ## Batch-score raw tables with the champion (INPUT=dir|s3://… OUTPUT=file.parquet|.csv [MODEL_URI=])
 	$(BIN)/creditrisk score --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL_URI),--model-uri '$(MODEL_URI)')
+
+serve: $(STAMP) ## REST API on the champion (HOST=127.0.0.1 PORT=8000 WORKERS=1)
+	$(BIN)/creditrisk serve --host $(HOST) --port $(if $(filter 8888,$(PORT)),8000,$(PORT)) --workers $(WORKERS)
 
 data: $(STAMP) ## Generate synthetic Home Credit CSVs into data/raw (SIZE=)
 	$(BIN)/creditrisk generate --size $(SIZE) $(if $(FORCE),--force)

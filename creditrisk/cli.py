@@ -239,6 +239,25 @@ def score(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the REST API (POST /predict …) on the champion with uvicorn."""
+    import logging
+    import sys
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    # The service writes its own JSON access log (request id, status, duration, model version).
+    uvicorn.run(
+        "serving.api:app", host=host, port=port, workers=workers, access_log=False, log_config=None
+    )
+
+
+@app.command()
 def promote(
     version: Annotated[str, typer.Option("--version", help="registry version to make champion")],
     reason: Annotated[str, typer.Option(help="why, for the promotion ledger")] = "manual promotion",

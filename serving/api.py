@@ -1,0 +1,559 @@
+"""The REST service: raw applications in, PD, score, decision and reasons out.
+
+``creditrisk serve`` (``make serve``) runs it with uvicorn; ``serving.api:app`` is the ASGI app.
+The champion (``models:/CreditRiskPD@champion``, or ``CREDITRISK_MODEL_URI``) is loaded once at
+startup; ``POST /admin/reload`` swaps in a newly promoted version while requests in flight finish
+on the one they started with. Features come from :func:`creditrisk.features.compute_features`:
+the training SQL, over the request's rows, on a small pool of DuckDB connections.
+
+Endpoints: ``POST /predict``, ``POST /validate``, ``GET /health``, ``GET /ready``,
+``GET /metadata``, ``GET /schema``, ``GET /metrics`` (Prometheus), ``POST /admin/reload``; OpenAPI
+docs at ``/docs``. Blocking work runs in plain ``def`` handlers (FastAPI's thread pool), never in
+the event loop.
+
+Settings (environment, prefix ``CREDITRISK_``): ``API_KEY`` (when set, every endpoint but
+``/health`` and ``/ready`` needs ``X-API-Key``), ``MAX_APPLICATIONS`` (more → 413),
+``MAX_BODY_BYTES`` (larger body → 413), ``MODEL_URI``, ``FEATURE_CONNECTIONS``, ``REASONS``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+from fastapi import Body, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from creditrisk import registry
+from creditrisk.data.tables import ARROW_TYPES, TableSpec, tables
+from creditrisk.features.engine import compute_features
+from creditrisk.scoring import DEFAULT_REASONS, Scorer, ScoringError
+from serving.schemas import (
+    HISTORY_KEYS,
+    ModelRef,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    ReasonCodeOut,
+    ValidateResponse,
+)
+
+logger = logging.getLogger("creditrisk.api")
+
+EXAMPLE_FILE = Path(__file__).with_name("example_request.json")
+OPEN_PATHS = frozenset({"/health", "/ready"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ApiSettings(BaseSettings):
+    """The service's settings, from ``CREDITRISK_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDITRISK_", extra="ignore")
+
+    api_key: SecretStr | None = None
+    max_applications: int = 100
+    max_body_bytes: int = 5_000_000
+    model_uri: str = registry.champion_uri()
+    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI or the workspace's store
+    feature_connections: int = 2
+    reasons: int = DEFAULT_REASONS
+
+
+def _default_tracking_uri() -> str:
+    from creditrisk import tracking
+    from creditrisk.settings import get_settings
+
+    return tracking.tracking_uri(get_settings().workspace)
+
+
+# ---------------------------------------------------------------------------------------------
+# State: the model in service and the DuckDB connections
+# ---------------------------------------------------------------------------------------------
+
+
+class FeaturePool:
+    """DuckDB connections for the feature SQL, one request at a time each."""
+
+    def __init__(self, size: int) -> None:
+        self._idle: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        for _ in range(max(1, size)):
+            connection = duckdb.connect()
+            connection.execute("set threads = 1")  # requests run side by side instead
+            self._idle.put(connection)
+
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        connection = self._idle.get()
+        try:
+            yield connection
+        finally:
+            self._idle.put(connection)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
+
+
+class Metrics:
+    """The Prometheus metrics of one app (its own registry, so apps do not share counters)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "creditrisk_requests",
+            "HTTP requests by endpoint, method and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "creditrisk_request_duration_seconds",
+            "Request latency by endpoint",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.pd = Histogram(
+            "creditrisk_probability_of_default",
+            "Predicted probabilities of default",
+            ["model_version"],
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0),
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "creditrisk_decisions",
+            "Decisions by outcome and model version",
+            ["decision", "model_version"],
+            registry=self.registry,
+        )
+        self.model = Gauge(
+            "creditrisk_model_info",
+            "The model in service (value 1)",
+            ["name", "version", "alias"],
+            registry=self.registry,
+        )
+
+
+class ServingState:
+    """The scorer in service (or why there is none), swapped atomically on reload."""
+
+    def __init__(self, settings: ApiSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.scorer: Scorer | None = None
+        self.error: str | None = "the model is not loaded yet"
+        self._reload_lock = threading.Lock()
+        self.pool = FeaturePool(settings.feature_connections)
+
+    def load(self) -> Scorer:
+        """Resolve the model URI now and put that version in service."""
+        with self._reload_lock:
+            try:
+                scorer = Scorer.load(
+                    self.settings.model_uri,
+                    tracking_uri=self.settings.tracking_uri or _default_tracking_uri(),
+                )
+            except ScoringError as exc:
+                if self.scorer is None:
+                    self.error = str(exc)
+                raise
+            previous, self.scorer, self.error = self.scorer, scorer, None
+            if previous is not None:
+                self.metrics.model.remove(
+                    previous.info.name, previous.info.version, previous.info.alias or ""
+                )
+            self.metrics.model.labels(
+                scorer.info.name, scorer.info.version, scorer.info.alias or ""
+            ).set(1)
+            return scorer
+
+    def require(self) -> Scorer:
+        scorer = self.scorer
+        if scorer is None:
+            raise HTTPException(503, detail=f"no model in service: {self.error}")
+        return scorer
+
+
+# ---------------------------------------------------------------------------------------------
+# Request → tables → scores
+# ---------------------------------------------------------------------------------------------
+
+
+def _arrow_schema(spec: TableSpec) -> pa.Schema:
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.duckdb_type]) for c in spec.columns])
+
+
+_SCHEMAS = {
+    "application_test": _arrow_schema(tables()["application_test"]),
+    **{key: _arrow_schema(tables()[stem]) for key, stem in HISTORY_KEYS.items()},
+}
+
+
+def _unlinked(request: PredictRequest) -> list[dict[str, Any]]:
+    """History rows whose key matches no application (or, for balances, no bureau credit)."""
+    applicants = {row.SK_ID_CURR for row in request.applications}
+    credits = {row.SK_ID_BUREAU for row in request.bureau}
+    errors: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for index, row in enumerate(request.applications):
+        if row.SK_ID_CURR in seen:
+            errors.append(
+                {
+                    "loc": ["body", "applications", index, "SK_ID_CURR"],
+                    "msg": f"SK_ID_CURR {row.SK_ID_CURR} appears more than once",
+                    "type": "duplicate_key",
+                }
+            )
+        seen.add(row.SK_ID_CURR)
+    for key in HISTORY_KEYS:
+        column, parents = (
+            ("SK_ID_BUREAU", credits) if key == "bureau_balance" else ("SK_ID_CURR", applicants)
+        )
+        for index, row in enumerate(getattr(request, key)):
+            value = getattr(row, column)
+            if value not in parents:
+                parent = "bureau credit" if key == "bureau_balance" else "application"
+                errors.append(
+                    {
+                        "loc": ["body", key, index, column],
+                        "msg": f"{column} {value} matches no {parent} in this request",
+                        "type": "unlinked_row",
+                    }
+                )
+    return errors
+
+
+def request_tables(request: PredictRequest) -> dict[str, pa.Table]:
+    """The request's rows as Arrow tables with the canonical columns and types."""
+    tables_by_name = {
+        "application_test": pa.Table.from_pylist(
+            [row.model_dump() for row in request.applications], schema=_SCHEMAS["application_test"]
+        )
+    }
+    for key, stem in HISTORY_KEYS.items():
+        rows = getattr(request, key)
+        if rows:
+            tables_by_name[stem] = pa.Table.from_pylist(
+                [row.model_dump() for row in rows], schema=_SCHEMAS[key]
+            )
+    return tables_by_name
+
+
+def _check(request: PredictRequest, settings: ApiSettings) -> None:
+    if len(request.applications) > settings.max_applications:
+        raise HTTPException(
+            413,
+            detail=f"{len(request.applications)} applications in one request; the limit is "
+            f"{settings.max_applications}",
+        )
+    errors = _unlinked(request)
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def predict_request(
+    request: PredictRequest, scorer: Scorer, pool: FeaturePool, reasons: int
+) -> list[Prediction]:
+    """Features (the training SQL) → the scorer → one prediction per application, in order."""
+    with pool.connection() as connection:
+        try:
+            features = compute_features(request_tables(request), connection=connection)
+        except ValueError as exc:
+            raise RequestValidationError(
+                [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+            ) from exc
+    frame: pd.DataFrame = features.to_pandas()
+    scores = scorer.score(frame, reasons=reasons)
+    return [
+        Prediction(
+            SK_ID_CURR=int(scores.ids[i]),
+            probability_of_default=float(scores.probability_of_default[i]),
+            score=float(scores.score[i]),
+            score_band=str(scores.score_band.iloc[i]),
+            decision=str(scores.decision[i]),
+            reason_codes=[ReasonCodeOut(**code.as_dict()) for code in scores.reasons[i]],
+        )
+        for i in range(len(frame))
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------
+
+
+def _example() -> dict[str, Any]:
+    if EXAMPLE_FILE.exists():
+        example: dict[str, Any] = json.loads(EXAMPLE_FILE.read_text(encoding="utf-8"))
+        return example
+    return {"applications": [{"SK_ID_CURR": 100001}]}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than the limit gets 413 before it is parsed."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        # No (or a small) declared length, e.g. a chunked body: read it up to the limit first.
+        # FastAPI reads the whole body before parsing anyway.
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                await self._too_large(send)
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Any) -> None:
+        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) -> FastAPI:
+    """The FastAPI app; ``load_model=False`` starts without a model (``/ready`` says 503)."""
+    settings = settings or ApiSettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServingState(settings, metrics)
+        app.state.serving = state
+        if load_model:
+            import anyio.to_thread
+
+            try:
+                await anyio.to_thread.run_sync(state.load)
+            except ScoringError as exc:
+                logger.error(json.dumps({"event": "model_not_loaded", "reason": str(exc)}))
+        yield
+        state.pool.close()
+
+    app = FastAPI(
+        title="creditrisk scoring API",
+        version="1",
+        description="Probability of default, score, decision and reason codes from the "
+        "registered champion model, computed from raw Home Credit applications.",
+        lifespan=lifespan,
+    )
+
+    def serving(request: Request) -> ServingState:
+        state: ServingState = request.app.state.serving
+        return state
+
+    @app.middleware("http")
+    async def audit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        given = request.headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+        request.state.request_id = request_id
+        request.state.entities = 0
+        key = settings.api_key
+        if key is not None and request.url.path not in OPEN_PATHS:
+            offered = request.headers.get("x-api-key", "")
+            if not hmac.compare_digest(offered.encode(), key.get_secret_value().encode()):
+                response: Response = JSONResponse(
+                    {"detail": "missing or invalid X-API-Key"}, status_code=401
+                )
+                return _finish(request, response, started)
+        try:
+            response = await call_next(request)
+        except Exception:  # never a stack trace to the client
+            logger.exception(json.dumps({"event": "error", "request_id": request_id}))
+            response = JSONResponse(
+                {"detail": "internal error", "request_id": request_id}, status_code=500
+            )
+        return _finish(request, response, started)
+
+    def _finish(request: Request, response: Response, started: float) -> Response:
+        duration = time.perf_counter() - started
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        response.headers["X-Request-ID"] = request.state.request_id
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(duration)
+        state = getattr(request.app.state, "serving", None)
+        scorer = state.scorer if state is not None else None
+        logger.info(
+            json.dumps(
+                {
+                    "event": "request",
+                    "request_id": request.state.request_id,
+                    "method": request.method,
+                    "path": endpoint,
+                    "status": response.status_code,
+                    "duration_ms": round(duration * 1000, 2),
+                    "entities": request.state.entities,
+                    "model_version": scorer.info.version if scorer else None,
+                }
+            )
+        )
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "loc": list(error.get("loc", [])),
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    example = _example()
+    predict_body = Body(openapi_examples={"applicant": {"value": example}})
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(
+        request: Request,
+        body: PredictRequest = predict_body,
+    ) -> PredictResponse:
+        """Score applications: calibrated PD, score, band, decision and adverse reason codes."""
+        state = serving(request)
+        scorer = state.require()  # this request finishes on this version, whatever reloads
+        _check(body, settings)
+        request.state.entities = len(body.applications)
+        predictions = predict_request(body, scorer, state.pool, settings.reasons)
+        for prediction in predictions:
+            metrics.pd.labels(scorer.info.version).observe(prediction.probability_of_default)
+            metrics.decisions.labels(prediction.decision, scorer.info.version).inc()
+        return PredictResponse(
+            request_id=request.state.request_id,
+            model=ModelRef(
+                name=scorer.info.name, version=scorer.info.version, alias=scorer.info.alias
+            ),
+            predictions=predictions,
+        )
+
+    @app.post("/validate", response_model=ValidateResponse)
+    def validate(
+        request: Request,
+        body: PredictRequest = predict_body,
+    ) -> ValidateResponse:
+        """Check a request against the contract without scoring it."""
+        _check(body, settings)
+        request.state.entities = len(body.applications)
+        return ValidateResponse(
+            request_id=request.state.request_id,
+            valid=True,
+            applications=len(body.applications),
+            rows={key: len(getattr(body, key)) for key in HISTORY_KEYS},
+        )
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready(request: Request) -> JSONResponse:
+        """Readiness: 200 only when a model is in service."""
+        state = serving(request)
+        scorer = state.scorer
+        if scorer is None:
+            return JSONResponse({"ready": False, "reason": state.error}, status_code=503)
+        return JSONResponse({"ready": True, "model": scorer.info.uri})
+
+    @app.get("/metadata")
+    def metadata(request: Request) -> dict[str, Any]:
+        """The model in service: version, run, feature-SQL hash, threshold, scaling, metrics."""
+        scorer = serving(request).require()
+        return {**scorer.metadata(), "features": len(scorer.features)}
+
+    @app.get("/schema")
+    def schema() -> dict[str, Any]:
+        """The JSON schema of a /predict request."""
+        return PredictRequest.model_json_schema()
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        """Prometheus exposition format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload")
+    def reload(request: Request) -> dict[str, Any]:
+        """Resolve the model URI again (e.g. after a promotion) and swap the new version in."""
+        state = serving(request)
+        before = state.scorer.info.version if state.scorer else None
+        try:
+            scorer = state.load()
+        except ScoringError as exc:
+            raise HTTPException(
+                503, detail=f"reload failed, still serving {before}: {exc}"
+            ) from exc
+        return {"previous_version": before, "version": scorer.info.version}
+
+    return app
+
+
+def build_asgi(settings: ApiSettings | None = None, *, load_model: bool = True) -> Any:
+    """The app wrapped in the body-size limit: what uvicorn serves."""
+    settings = settings or ApiSettings()
+    return BodyLimit(create_app(settings, load_model=load_model), settings.max_body_bytes)
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn serving.api:app` builds the app on first access, not at import (tests import
+    # this module without wanting a model loaded).
+    if name == "app":
+        return build_asgi()
+    raise AttributeError(name)

@@ -1,0 +1,413 @@
+"""The REST service on a real champion: TestClient for the contract, a real uvicorn for the rest."""
+
+# The fixtures are imported and injected by name (see test_modeling.py).
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import free_port
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from modeling_fixtures import modeling_data, modeling_snapshot, params  # noqa: F401
+from serving_fixtures import Champion, champion, raw_slice  # noqa: F401
+
+from creditrisk import registry
+from creditrisk.data.tables import tables
+from creditrisk.features.catalog import COLUMNS, ID_COLUMN
+from creditrisk.features.engine import compute_features
+from creditrisk.governance import metric_gates
+from creditrisk.settings import Workspace
+from serving.api import EXAMPLE_FILE, ApiSettings, build_asgi, request_tables
+from serving.batch import score_batch
+from serving.schemas import HISTORY_KEYS, PredictRequest
+
+pytestmark = pytest.mark.xdist_group("serving")
+
+EXAMPLE = json.loads(EXAMPLE_FILE.read_text())
+GOOD_GATES = {"test_auc": 0.8, "test_ks": 0.4, "test_ece": 0.01, "train_auc": 0.82}
+
+
+def settings_for(champion: Champion, **overrides: Any) -> ApiSettings:
+    values = {"tracking_uri": champion.tracking_uri, "api_key": None, "max_applications": 5}
+    return ApiSettings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def client(champion: Champion) -> Iterator[TestClient]:
+    with TestClient(build_asgi(settings_for(champion))) as test_client:
+        yield test_client
+
+
+def _json_rows(frame: pd.DataFrame, stem: str) -> list[dict[str, Any]]:
+    kinds = {c.name: c.duckdb_type for c in tables()[stem].columns}
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for name, value in record.items():
+            if name not in kinds:
+                continue
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                row[name] = None
+            elif kinds[name] == "BIGINT":
+                row[name] = int(value)
+            elif kinds[name] == "DOUBLE":
+                row[name] = float(value)
+            else:
+                row[name] = str(value)
+        rows.append(row)
+    return rows
+
+
+def request_for(raw: Path, ids: list[int]) -> dict[str, Any]:
+    """A /predict body for applicants of the raw files, with all their history rows."""
+    applications = pd.read_csv(raw / "application_train.csv")
+    body: dict[str, Any] = {
+        "applications": _json_rows(
+            applications[applications[ID_COLUMN].isin(ids)], "application_test"
+        )
+    }
+    bureau = pd.read_csv(raw / "bureau.csv")
+    bureau = bureau[bureau[ID_COLUMN].isin(ids)]
+    for key, stem in HISTORY_KEYS.items():
+        frame = bureau if key == "bureau" else pd.read_csv(raw / f"{stem}.csv")
+        if key == "bureau_balance":
+            frame = frame[frame["SK_ID_BUREAU"].isin(bureau["SK_ID_BUREAU"])]
+        elif key != "bureau":
+            frame = frame[frame[ID_COLUMN].isin(ids)]
+        body[key] = _json_rows(frame, stem)
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract, through TestClient
+# ---------------------------------------------------------------------------------------------
+
+
+def test_predict_returns_pd_score_decision_and_reasons(client: TestClient) -> None:
+    response = client.post("/predict", json=EXAMPLE, headers={"X-Request-ID": "loan-77"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert response.headers["X-Request-ID"] == "loan-77" == body["request_id"]
+    assert body["model"] == {"name": "CreditRiskPD", "version": "1", "alias": "champion"}
+    (prediction,) = body["predictions"]
+    assert prediction["SK_ID_CURR"] == EXAMPLE["applications"][0]["SK_ID_CURR"]
+    assert 0 < prediction["probability_of_default"] < 1
+    assert prediction["score_band"] in {"A", "B", "C", "D", "E"}
+    assert prediction["decision"] in {"approve", "decline"}
+    reasons = prediction["reason_codes"]
+    assert 1 <= len(reasons) <= 4
+    assert all(r["impact"] > 0 and r["description"] for r in reasons)
+    assert [r["impact"] for r in reasons] == sorted((r["impact"] for r in reasons), reverse=True)
+    generated = client.post("/predict", json=EXAMPLE).headers["X-Request-ID"]
+    assert len(generated) == 36  # a UUID when the client sends none
+
+
+def test_online_batch_and_evaluation_agree(
+    champion: Champion, raw_slice: Path, client: TestClient, tmp_path: Path
+) -> None:
+    """Same applicants: /predict, the batch scorer and the evaluation's PDs agree to 1e-9,
+    and the online feature vector is the feature-store row."""
+    test_split = pd.read_parquet(champion.workspace.splits / "test.parquet")
+    in_slice = pd.read_csv(raw_slice / "application_train.csv", usecols=[ID_COLUMN])[ID_COLUMN]
+    ids = sorted(set(test_split[ID_COLUMN]) & set(in_slice))[:5]
+    assert len(ids) == 5
+    body = request_for(raw_slice, ids)
+
+    online = client.post("/predict", json=body).json()["predictions"]
+
+    rows = test_split.set_index(ID_COLUMN).loc[[p["SK_ID_CURR"] for p in online]].reset_index()
+    scorer_pd = client.app.app.state.serving.scorer.trained.predict_pd(rows)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(
+        [p["probability_of_default"] for p in online], scorer_pd, rtol=0, atol=1e-9
+    )
+    score_batch(
+        raw_slice, tmp_path / "batch.parquet", tracking_uri=champion.tracking_uri, threads=1
+    )
+    batch = pd.read_parquet(tmp_path / "batch.parquet").set_index(ID_COLUMN)
+    np.testing.assert_allclose(
+        [p["probability_of_default"] for p in online],
+        batch.loc[[p["SK_ID_CURR"] for p in online], "probability_of_default"],
+        rtol=0,
+        atol=1e-9,
+    )
+    features = compute_features(request_tables(PredictRequest.model_validate(body))).to_pandas()
+    store = pd.read_parquet(champion.workspace.feature_store).set_index(ID_COLUMN)
+    expected = store.loc[features[ID_COLUMN]].reset_index()
+    for column in (c.name for c in COLUMNS if c.name != "TARGET"):
+        left, right = features[column], expected[column]
+        if left.dtype == object:
+            assert left.fillna("∅").tolist() == right.fillna("∅").tolist(), column
+        else:
+            np.testing.assert_allclose(left, right, rtol=1e-12, atol=1e-12, err_msg=column)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "needle"),
+    [
+        (lambda b: b["applications"][0].update(NOT_A_COLUMN=1), 422, "NOT_A_COLUMN"),
+        (lambda b: b["applications"][0].update(AMT_CREDIT="lots"), 422, "AMT_CREDIT"),
+        (lambda b: b["applications"][0].update(SK_ID_CURR=1.5), 422, "SK_ID_CURR"),
+        (lambda b: b["applications"][0].pop("SK_ID_CURR"), 422, "SK_ID_CURR"),
+        (lambda b: b["bureau"][0].update(SK_ID_CURR=1), 422, "matches no application"),
+        (lambda b: b["bureau_balance"][0].update(SK_ID_BUREAU=7), 422, "matches no bureau"),
+        (lambda b: b["applications"].append(dict(b["applications"][0])), 422, "more than once"),
+        (lambda b: b.update(applications=[]), 422, "applications"),
+        (lambda b: b.update(unknown_table=[]), 422, "unknown_table"),
+        (
+            lambda b: b.update(
+                applications=[{**b["applications"][0], "SK_ID_CURR": i} for i in range(6)],
+                bureau=[],
+                bureau_balance=[],
+                previous_application=[],
+                installments_payments=[],
+                credit_card_balance=[],
+                pos_cash_balance=[],
+            ),
+            413,
+            "limit is 5",
+        ),
+    ],
+    ids=[
+        "unknown-field",
+        "wrong-type",
+        "fractional-id",
+        "missing-id",
+        "orphan-bureau",
+        "orphan-balance",
+        "duplicate-applicant",
+        "no-applications",
+        "unknown-table",
+        "too-many",
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(
+    client: TestClient, change: Any, status: int, needle: str
+) -> None:
+    body = json.loads(json.dumps(EXAMPLE))
+    change(body)
+    for endpoint in ("/predict", "/validate"):
+        response = client.post(endpoint, json=body)
+        assert response.status_code == status, response.text
+        assert needle in response.text
+        assert "Traceback" not in response.text
+
+
+def test_validate_checks_without_scoring(client: TestClient) -> None:
+    response = client.post("/validate", json=EXAMPLE)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is True and body["applications"] == 1
+    assert body["rows"]["bureau"] == len(EXAMPLE["bureau"])
+    assert "probability_of_default" not in response.text
+
+
+def test_body_larger_than_the_limit_is_413(champion: Champion) -> None:
+    with TestClient(build_asgi(settings_for(champion, max_body_bytes=2_000))) as small:
+        response = small.post("/predict", json=EXAMPLE)
+        assert response.status_code == 413 and "larger than 2000 bytes" in response.text
+        chunked = small.post(
+            "/predict",
+            content=iter([json.dumps(EXAMPLE).encode()]),
+            headers={"content-type": "application/json"},
+        )
+        assert chunked.status_code == 413
+        assert small.get("/health").status_code == 200
+
+
+def test_api_key_guards_everything_but_health_and_ready(champion: Champion) -> None:
+    settings_with_key = settings_for(champion, api_key="s3cret")
+    with TestClient(build_asgi(settings_with_key)) as guarded:
+        for method, path in (("post", "/predict"), ("get", "/metadata"), ("get", "/metrics")):
+            assert getattr(guarded, method)(path).status_code == 401
+            wrong = getattr(guarded, method)(path, headers={"X-API-Key": "guess"})
+            assert wrong.status_code == 401
+        assert guarded.get("/docs").status_code == 401
+        assert guarded.get("/health").status_code == 200
+        assert guarded.get("/ready").status_code == 200
+        ok = guarded.post("/predict", json=EXAMPLE, headers={"X-API-Key": "s3cret"})
+        assert ok.status_code == 200
+
+
+def test_not_ready_without_a_model(champion: Champion) -> None:
+    absent = settings_for(champion, model_uri="models:/CreditRiskPD@nobody")
+    with TestClient(build_asgi(absent)) as no_model:
+        ready = no_model.get("/ready")
+        assert ready.status_code == 503 and "nobody" in ready.json()["reason"]
+        assert no_model.get("/health").status_code == 200
+        predicted = no_model.post("/predict", json=EXAMPLE)
+        assert predicted.status_code == 503 and "no model in service" in predicted.text
+
+
+def test_metadata_schema_docs_and_metrics(client: TestClient) -> None:
+    client.post("/predict", json=EXAMPLE)
+    metadata = client.get("/metadata").json()
+    assert metadata["version"] == "1" and metadata["alias"] == "champion"
+    assert metadata["mlflow_run_id"] and metadata["features"] == 130
+    assert metadata["threshold"] == pytest.approx(0.1 / 0.55)
+    assert metadata["score_scaling"]["pdo"] == 20 and "test_auc" in metadata["metrics"]
+    assert len(metadata["feature_sql_hash"]) == 64
+    schema = client.get("/schema").json()
+    assert "applications" in schema["required"]
+    assert {"bureau", "pos_cash_balance"} <= set(schema["properties"])
+    openapi = client.get("/openapi.json").json()
+    examples = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    shown = examples["examples"]["applicant"]["value"]
+    assert set(shown) == set(EXAMPLE)
+    assert shown["applications"][0]["SK_ID_CURR"] == EXAMPLE["applications"][0]["SK_ID_CURR"]
+    assert len(shown["installments_payments"]) == len(EXAMPLE["installments_payments"])
+    assert client.get("/docs").status_code == 200
+    text = client.get("/metrics").text
+    assert 'creditrisk_requests_total{endpoint="/predict",method="POST",status="200"}' in text
+    assert 'creditrisk_probability_of_default_bucket{le="0.01",model_version="1"}' in text
+    assert 'creditrisk_model_info{alias="champion",name="CreditRiskPD",version="1"} 1.0' in text
+
+
+def test_access_log_is_json_without_applicant_data(client: TestClient, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="creditrisk.api"):
+        client.post("/predict", json=EXAMPLE, headers={"X-Request-ID": "audit-1"})
+    (line,) = [r.getMessage() for r in caplog.records if "audit-1" in r.getMessage()]
+    entry = json.loads(line)
+    assert entry["status"] == 200 and entry["entities"] == 1 and entry["model_version"] == "1"
+    assert entry["path"] == "/predict" and entry["duration_ms"] > 0
+    assert str(EXAMPLE["applications"][0]["SK_ID_CURR"]) not in line
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([2**63, -(2**63) - 1, 10**30])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    (table, column.name)
+    for table, stem in (("applications", "application_test"), *HISTORY_KEYS.items())
+    for column in tables()[stem].columns
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    field=st.sampled_from(FIELDS),
+    value=JSON,
+    body=JSON,
+)
+def test_no_input_produces_a_server_error(
+    client: TestClient, field: tuple[str, str], value: Any, body: Any
+) -> None:
+    """Arbitrary JSON bodies, and the example with any one field set to any JSON value."""
+    assert client.post("/validate", json=body).status_code < 500
+    mutated = json.loads(json.dumps(EXAMPLE))
+    table, column = field
+    if mutated.get(table):
+        mutated[table][0][column] = value
+    response = client.post("/predict", json=mutated)
+    assert response.status_code in (200, 413, 422), response.text
+
+
+# ---------------------------------------------------------------------------------------------
+# A real uvicorn process
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(champion: Champion, tmp_path: Path) -> Iterator[tuple[str, Workspace]]:
+    """`creditrisk serve` on 127.0.0.1 over a private copy of the champion's workspace."""
+    home = tmp_path / "ws"
+    shutil.copytree(champion.workspace.home, home)
+    port = free_port()
+    env = {
+        **os.environ,
+        "CREDITRISK_HOME": str(home),
+        "CREDITRISK_API_KEY": "s3cret",
+        "CREDITRISK_MAX_APPLICATIONS": "2",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [str(Path(sys.executable).parent / "creditrisk"), "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+            time.sleep(0.5)
+        else:
+            pytest.fail("the server did not become ready in 120 s")
+        yield url, Workspace(home)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_real_server_scores_guards_and_reloads_after_a_promotion(
+    served: tuple[str, Workspace],
+) -> None:
+    url, workspace = served
+    key = {"X-API-Key": "s3cret"}
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    assert httpx.post(f"{url}/predict", json=EXAMPLE).status_code == 401
+    first = httpx.post(f"{url}/predict", json=EXAMPLE, headers=key, timeout=30)
+    assert first.status_code == 200 and first.json()["model"]["version"] == "1"
+    three = json.loads(json.dumps(EXAMPLE))
+    three["applications"] = [{**three["applications"][0], "SK_ID_CURR": i} for i in (1, 2, 3)]
+    assert httpx.post(f"{url}/predict", json=three, headers=key).status_code == 413
+    bad = {"applications": [{"SK_ID_CURR": "x"}]}
+    refused = httpx.post(f"{url}/predict", json=bad, headers=key)
+    assert refused.status_code == 422 and "SK_ID_CURR" in refused.text
+
+    # A new version is promoted in the registry the server reads; reload picks it up.
+    uri = workspace.mlflow_uri
+    champion_version = registry.current_champion(tracking_uri=uri)
+    assert champion_version is not None
+    version = registry.register(
+        str(champion_version.source),
+        run_id=str(champion_version.run_id),
+        gates=metric_gates(GOOD_GATES),
+        ledger_path=registry.ledger_path_for(workspace),
+        tracking_uri=uri,
+    )
+    registry.promote(
+        version, reason="test", ledger_path=registry.ledger_path_for(workspace), tracking_uri=uri
+    )
+    reloaded = httpx.post(f"{url}/admin/reload", headers=key, timeout=60)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json() == {"previous_version": "1", "version": version}
+    after = httpx.post(f"{url}/predict", json=EXAMPLE, headers=key, timeout=30).json()
+    assert after["model"]["version"] == version == "2"
+    assert after["predictions"][0]["probability_of_default"] == pytest.approx(
+        first.json()["predictions"][0]["probability_of_default"], abs=1e-12
+    )
+    metrics = httpx.get(f"{url}/metrics", headers=key).text
+    assert 'creditrisk_model_info{alias="champion",name="CreditRiskPD",version="2"} 1.0' in metrics
+    assert 'creditrisk_model_info{alias="champion",name="CreditRiskPD",version="1"}' not in metrics
