@@ -74,8 +74,9 @@ test-notebooks: $(STAMP) ## Execute every notebook with its defaults (nbmake) in
 test-e2e: $(STAMP) ## make pipeline SIZE=tiny in a temporary workspace, twice
 	$(BIN)/pytest -m e2e
 
-bench: $(STAMP) ## Benchmarks at SIZE=full; results in bench/RESULTS.md
+bench: $(STAMP) ## Benchmarks at SIZE=full, then serving (REST vs mlflow serve, batch, 1M applicants); bench/RESULTS.md
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/serving_bench.py --million
 
 clean: ## Remove generated data, runs, reports and caches (keeps .venv)
 	rm -rf data runs/*/ runs/latest runs/LATEST runs/.state.json runs/.hash-cache.json reports/* mlflow.db .pytest_cache .ruff_cache

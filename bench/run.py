@@ -474,9 +474,14 @@ def main() -> None:
             seconds = stage["duration_s"] or 0.0
             print(f"{'':<12}{stage['name']:<10} {stage['status']:<10} {seconds:.1f} s")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        report(args.size, results, csv_bytes, args.pipeline_param), encoding="utf-8"
-    )
+    text = report(args.size, results, csv_bytes, args.pipeline_param)
+    # The serving benchmarks (bench/serving_bench.py) keep their own section of the file.
+    previous = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+    start, end = "<!-- serving:start -->", "<!-- serving:end -->"
+    if start in previous and end in previous:
+        section = previous[previous.index(start) : previous.index(end) + len(end)]
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    args.output.write_text(text, encoding="utf-8")
     print(f"→ {args.output}")
     failed = [m for m in results.values() if m.details.get("succeeded") is False]
     if failed:
