@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import xgboost
 from modeling_fixtures import (  # noqa: F401
     PIPELINE_RUN_ID,
     LoggedRun,
@@ -152,6 +153,27 @@ def test_unseen_categories_in_new_applicants_give_valid_pds(
     assert probability.shape == (300,)
     assert np.isfinite(probability).all()
     assert ((probability > 0) & (probability < 1)).all()
+
+
+def test_fast_encoding_is_the_fitted_pipeline_exactly(
+    trained: TrainedModel, splits: Splits
+) -> None:
+    """Scoring skips sklearn's per-call cost; it must give the fitted pipeline's numbers."""
+    rows = splits.test.head(2000).copy()
+    rows.loc[rows.index[:50], "CODE_GENDER"] = "XNA"  # unseen level
+    rows.loc[rows.index[50:100], "NAME_CONTRACT_TYPE"] = None  # missing
+    via_sklearn = trained._encoded(rows)
+
+    np.testing.assert_array_equal(trained.encoded_matrix(rows), via_sklearn.to_numpy(float))
+    margins = trained.classifier.predict(via_sklearn, output_margin=True)
+    np.testing.assert_array_equal(trained.predict_log_odds(rows), margins.astype(np.float64))
+    contributions = trained.classifier.get_booster()[: trained.n_trees].predict(
+        xgboost.DMatrix(via_sklearn), pred_contribs=True
+    )
+    ours = trained.contributions(rows)
+    np.testing.assert_array_equal(
+        ours[list(via_sklearn.columns)].to_numpy(), contributions[:, :-1].astype(np.float64)
+    )
 
 
 def test_early_stopping_chose_the_number_of_trees(
