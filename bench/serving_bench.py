@@ -393,6 +393,8 @@ def report(results: dict[str, Any]) -> str:
         "with `python bench/serving_bench.py`."
     )
     rest = results.get("rest")
+    if not rest:
+        lines += ["", "REST: not measured in this run (`--skip-rest`)."]
     if rest:
         ours, ref = rest["ours"], rest["mlflow"]
         lines += [
