@@ -49,7 +49,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditrisk import registry
-from creditrisk.data.tables import ARROW_TYPES, TableSpec, tables
+from creditrisk.data.tables import arrow_schema, tables
 from creditrisk.features.engine import compute_features
 from creditrisk.scoring import DEFAULT_REASONS, Scorer, ScoringError
 from serving.schemas import (
@@ -202,13 +202,9 @@ class ServingState:
 # ---------------------------------------------------------------------------------------------
 
 
-def _arrow_schema(spec: TableSpec) -> pa.Schema:
-    return pa.schema([pa.field(c.name, ARROW_TYPES[c.duckdb_type]) for c in spec.columns])
-
-
 _SCHEMAS = {
-    "application_test": _arrow_schema(tables()["application_test"]),
-    **{key: _arrow_schema(tables()[stem]) for key, stem in HISTORY_KEYS.items()},
+    "application_test": arrow_schema(tables()["application_test"].columns),
+    **{key: arrow_schema(tables()[stem].columns) for key, stem in HISTORY_KEYS.items()},
 }
 
 

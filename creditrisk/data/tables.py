@@ -257,9 +257,14 @@ def tables() -> dict[str, TableSpec]:
     return {spec.name: spec for spec in specs}
 
 
+def arrow_schema(columns: Iterable[ColumnSpec]) -> pa.Schema:
+    """The Arrow schema of these columns with their canonical types."""
+    return pa.schema([(c.name, ARROW_TYPES[c.duckdb_type]) for c in columns])
+
+
 def empty_table(columns: Iterable[ColumnSpec]) -> pa.Table:
     """A zero-row Arrow table with these columns and their canonical types."""
-    return pa.schema([(c.name, ARROW_TYPES[c.duckdb_type]) for c in columns]).empty_table()
+    return arrow_schema(columns).empty_table()
 
 
 def table(name: str) -> TableSpec:

@@ -416,7 +416,7 @@ def run_register(params: RegisterStageParams, workspace: Workspace) -> Registrat
     after = registry.current_champion(tracking_uri=uri)
     paths = {"promotion": registry.write_promotion_report(record, workspace)}
 
-    paths.update(_write_audit_records(workspace, training, validation, version, uri))
+    paths.update(_write_audit_records(workspace, training, validation, version, uri, summary))
     _log_to_run(
         run_id,
         {"registered_version": version},
@@ -444,12 +444,12 @@ def _write_audit_records(
     validation: dict[str, Any],
     version: str,
     tracking_uri: str,
+    summary: dict[str, Any],
 ) -> dict[str, Path]:
     from creditrisk import lineage, model_card
     from creditrisk.features import catalog
 
     pipeline_run_id = os.environ.get("CREDITRISK_RUN_ID") or None
-    summary = read_json(workspace.ingestion_summary)
     trace = lineage.build_lineage(
         ingestion_summary=summary,
         feature_store=workspace.feature_store,
