@@ -13,9 +13,10 @@ same run so they never share the two cores):
 
 For each: p50/p95/p99 over ``--requests`` sequential requests (keep-alive), then throughput and
 p99 with 8 concurrent clients. Then a load test of ``--load`` requests with 8 clients against
-ours: errors and p99. The applicant is a "typical history" one picked from the full data
+ours: errors and p99. Each request scores one applicant; the requests cycle through
+``--applicants`` application_test applicants with a "typical history" picked from the full data
 (about 5 bureau credits with monthly balances, 5 previous applications, 40 instalments, a card
-and a POS loan).
+and a POS loan), so concurrent requests are for different applicants, as in real traffic.
 
 Batch: ``creditrisk score`` on the full ``application_test`` (48,744 applicants) against the
 full history tables, in a child process (wall time, peak RSS); with ``--million``, a
@@ -50,12 +51,13 @@ CLIENTS = 8
 
 
 # ---------------------------------------------------------------------------------------------
-# The typical applicant
+# Typical applicants
 # ---------------------------------------------------------------------------------------------
 
 
-def typical_applicant(raw: Path) -> int:
-    """An application_test applicant with a typical history (see the module docstring)."""
+def typical_applicants(raw: Path, count: int) -> list[int]:
+    """Up to ``count`` application_test applicants with a typical history (module docstring),
+    the most typical first."""
     import duckdb
 
     con = duckdb.connect()
@@ -80,7 +82,7 @@ def typical_applicant(raw: Path) -> int:
         where b.n between 4 and 6 and p.n between 4 and 6 and i.n between 30 and 50
           and c.n = 1 and s.n = 1
         order by abs(b.n - 5) + abs(p.n - 5) + abs(i.n - 40) / 10, a.SK_ID_CURR
-        limit 1
+        limit $count
     """
     found = con.execute(
         query,
@@ -92,11 +94,12 @@ def typical_applicant(raw: Path) -> int:
             "inst": csv("installments_payments"),
             "cc": csv("credit_card_balance"),
             "pos": csv("POS_CASH_balance"),
+            "count": count,
         },
     ).fetchall()
     if not found:
         raise SystemExit(f"no applicant with a typical history in {raw}")
-    return int(found[0][0])
+    return [int(row[0]) for row in found]
 
 
 def _json_rows(frame: Any, stem: str) -> list[dict[str, Any]]:
@@ -122,9 +125,19 @@ def _json_rows(frame: Any, stem: str) -> list[dict[str, Any]]:
     return rows
 
 
-def payloads(raw: Path, applicant: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
-    """The /predict body for the applicant, the MLflow /invocations body of its feature vector,
-    and the row counts of its history."""
+@dataclass(frozen=True)
+class Payload:
+    """One applicant's /predict body, the MLflow /invocations body of its feature vector, and
+    the row counts of its history."""
+
+    applicant: int
+    body: dict[str, Any]
+    invocation: dict[str, Any]
+    counts: dict[str, int]
+
+
+def payloads(raw: Path, applicants: list[int]) -> list[Payload]:
+    """A :class:`Payload` per applicant, from one scan of each raw table."""
     import duckdb
 
     from creditrisk.features.engine import compute_features
@@ -133,37 +146,45 @@ def payloads(raw: Path, applicant: int) -> tuple[dict[str, Any], dict[str, Any],
 
     con = duckdb.connect()
 
-    def rows(stem: str, where: str, params: list[Any]) -> Any:
-        return con.execute(
-            f"select * from read_csv(?, header = true, all_varchar = true) where {where}",
-            [str(raw / f"{stem}.csv"), *params],
+    def rows(stem: str, key: str, ids: list[int]) -> Any:
+        frame = con.execute(
+            f"select * from read_csv(?, header = true, all_varchar = true) "
+            f"where {key}::BIGINT in (select unnest(?))",
+            [str(raw / f"{stem}.csv"), ids],
         ).df()
+        return frame, frame[key].astype("int64")
 
-    body: dict[str, Any] = {
-        "applications": _json_rows(
-            rows("application_test", "SK_ID_CURR::BIGINT = ?", [applicant]), "application_test"
-        )
-    }
-    bureau = rows("bureau", "SK_ID_CURR::BIGINT = ?", [applicant])
+    tables = {"applications": rows("application_test", "SK_ID_CURR", applicants)}
     for key, stem in HISTORY_KEYS.items():
-        if key == "bureau":
-            frame = bureau
-        elif key == "bureau_balance":
-            ids = [int(x) for x in bureau["SK_ID_BUREAU"]] or [-1]
-            frame = rows(stem, "SK_ID_BUREAU::BIGINT in (select unnest(?))", [ids])
-        else:
-            frame = rows(stem, "SK_ID_CURR::BIGINT = ?", [applicant])
-        body[key] = _json_rows(frame, stem)
-    counts = {key: len(value) for key, value in body.items()}
-    features = compute_features(request_tables(PredictRequest.model_validate(body))).to_pandas()
-    vector = features.drop(columns=["SK_ID_CURR", "TARGET"])
-    invocation = {
-        "dataframe_split": {
-            "columns": list(vector.columns),
-            "data": json.loads(vector.to_json(orient="values")),
+        if key != "bureau_balance":
+            tables[key] = rows(stem, "SK_ID_CURR", applicants)
+    bureau, bureau_owner = tables["bureau"]
+    credits = [int(x) for x in bureau["SK_ID_BUREAU"]] or [-1]
+    tables["bureau_balance"] = rows("bureau_balance", "SK_ID_BUREAU", credits)
+    owner_of_credit = dict(zip(bureau["SK_ID_BUREAU"].astype("int64"), bureau_owner, strict=True))
+
+    out = []
+    for applicant in applicants:
+        body: dict[str, Any] = {}
+        for key, stem in (("applications", "application_test"), *HISTORY_KEYS.items()):
+            frame, keys = tables[key]
+            if key == "bureau_balance":
+                mine = keys.map(owner_of_credit) == applicant
+            else:
+                mine = keys == applicant
+            body[key] = _json_rows(frame[mine.to_numpy()], stem)
+        counts = {key: len(value) for key, value in body.items()}
+        request = PredictRequest.model_validate(body)
+        features = compute_features(request_tables(request)).to_pandas()
+        vector = features.drop(columns=["SK_ID_CURR", "TARGET"])
+        invocation = {
+            "dataframe_split": {
+                "columns": list(vector.columns),
+                "data": json.loads(vector.to_json(orient="values")),
+            }
         }
-    }
-    return body, invocation, counts
+        out.append(Payload(applicant, body, invocation, counts))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,11 +254,16 @@ class Load:
         }
 
 
-def hammer(url: str, body: dict[str, Any], requests: int, clients: int) -> Load:
-    """``requests`` POSTs of ``body`` spread over ``clients`` keep-alive connections."""
+def hammer(url: str, bodies: list[dict[str, Any]], requests: int, clients: int) -> Load:
+    """``requests`` POSTs spread over ``clients`` keep-alive connections.
+
+    Request k of client i sends ``bodies[(i + k * clients) % len(bodies)]``: with at least as
+    many bodies as clients, requests in flight at the same time are for different applicants,
+    as in real traffic.
+    """
     import httpx
 
-    content = json.dumps(body).encode()
+    contents = [json.dumps(body).encode() for body in bodies]
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
     errors = 0
@@ -246,11 +272,12 @@ def hammer(url: str, body: dict[str, Any], requests: int, clients: int) -> Load:
         requests // clients + (1 if i < requests % clients else 0) for i in range(clients)
     ]
 
-    def client(n: int) -> None:
+    def client(i: int) -> None:
         nonlocal errors
         local, failed = [], 0
         with httpx.Client(timeout=60) as session:
-            for _ in range(n):
+            for k in range(per_client[i]):
+                content = contents[(i + k * clients) % len(contents)]
                 started = time.perf_counter()
                 response = session.post(url, content=content, headers=headers)
                 local.append((time.perf_counter() - started) * 1000)
@@ -261,14 +288,14 @@ def hammer(url: str, body: dict[str, Any], requests: int, clients: int) -> Load:
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, per_client))
+        list(pool.map(client, range(clients)))
     return Load(latencies, time.perf_counter() - started, errors)
 
 
-def measure_server(url: str, body: dict[str, Any], requests: int) -> dict[str, Any]:
-    hammer(url, body, 50, 1)  # warm-up: first requests load lazily initialised parts
-    sequential = hammer(url, body, requests, 1)
-    concurrent = hammer(url, body, max(requests, 2000), CLIENTS)
+def measure_server(url: str, bodies: list[dict[str, Any]], requests: int) -> dict[str, Any]:
+    hammer(url, bodies, 50, 1)  # warm-up: first requests load lazily initialised parts
+    sequential = hammer(url, bodies, requests, 1)
+    concurrent = hammer(url, bodies, max(requests, 2000), CLIENTS)
     return {"sequential": sequential.as_dict(), "concurrent": concurrent.as_dict()}
 
 
@@ -280,17 +307,25 @@ def serving_env(workspace: Path) -> dict[str, str]:
     return env
 
 
-def rest_benchmark(workspace: Path, raw: Path, requests: int, load: int) -> dict[str, Any]:
-    applicant = typical_applicant(raw)
-    body, invocation, counts = payloads(raw, applicant)
+def rest_benchmark(
+    workspace: Path, raw: Path, requests: int, load: int, applicants: int
+) -> dict[str, Any]:
+    chosen = payloads(raw, typical_applicants(raw, applicants))
+    bodies = [p.body for p in chosen]
+    invocations = [p.invocation for p in chosen]
     env = serving_env(workspace)
-    results: dict[str, Any] = {"applicant": applicant, "history_rows": counts}
+    results: dict[str, Any] = {
+        "applicants": [p.applicant for p in chosen],
+        "history_rows": {
+            key: statistics.median(p.counts[key] for p in chosen) for key in chosen[0].counts
+        },
+    }
     port = free_port()
     ours = [str(BIN / "creditrisk"), "serve", "--port", str(port), "--workers", "1"]
     with Server("creditrisk_serve", ours, env, f"http://127.0.0.1:{port}/ready"):
         url = f"http://127.0.0.1:{port}/predict"
-        results["ours"] = measure_server(url, body, requests)
-        results["load"] = hammer(url, body, load, CLIENTS).as_dict()
+        results["ours"] = measure_server(url, bodies, requests)
+        results["load"] = hammer(url, bodies, load, CLIENTS).as_dict()
     port = free_port()
     reference = [
         str(BIN / "mlflow"),
@@ -309,7 +344,7 @@ def rest_benchmark(workspace: Path, raw: Path, requests: int, load: int) -> dict
     ]
     with Server("mlflow_models_serve", reference, env, f"http://127.0.0.1:{port}/ping"):
         results["mlflow"] = measure_server(
-            f"http://127.0.0.1:{port}/invocations", invocation, requests
+            f"http://127.0.0.1:{port}/invocations", invocations, requests
         )
     return results
 
@@ -399,10 +434,14 @@ def report(results: dict[str, Any]) -> str:
         ours, ref = rest["ours"], rest["mlflow"]
         lines += [
             "",
-            f"`POST /predict` for applicant {rest['applicant']} (history rows: "
-            + ", ".join(f"{k} {v}" for k, v in rest["history_rows"].items())
-            + "), one uvicorn worker each, 127.0.0.1, keep-alive clients; the two servers ran "
-            "one after the other in this run.",
+            f"`POST /predict`, one applicant per request, cycling through "
+            f"{len(rest['applicants'])} application_test applicants with a typical history "
+            "(median rows: "
+            + ", ".join(f"{k} {v:g}" for k, v in rest["history_rows"].items())
+            + "); with 8 clients the requests in flight are for different applicants. "
+            "mlflow serve gets the same applicants' precomputed feature vectors. One uvicorn "
+            "worker each, 127.0.0.1, keep-alive clients; the two servers ran one after the "
+            "other in this run.",
             "",
             "| service | p50 | p95 | p99 | sequential req/s | 8 clients req/s | 8 clients p99 |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -467,6 +506,9 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=HERE / "output" / "raw")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--load", type=int, default=20_000)
+    parser.add_argument(
+        "--applicants", type=int, default=64, help="distinct typical applicants to cycle through"
+    )
     parser.add_argument("--skip-rest", action="store_true")
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--million", action="store_true")
@@ -475,7 +517,9 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     results: dict[str, Any] = {}
     if not args.skip_rest:
-        results["rest"] = rest_benchmark(args.workspace, args.raw, args.requests, args.load)
+        results["rest"] = rest_benchmark(
+            args.workspace, args.raw, args.requests, args.load, args.applicants
+        )
         print(json.dumps(results["rest"], indent=1))
     if not args.skip_batch:
         results["batch_full"] = batch_benchmark(args.workspace, args.raw, "full")

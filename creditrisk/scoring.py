@@ -171,6 +171,20 @@ class Scores:
     decision: np.ndarray
     reasons: list[list[explain.ReasonCode]]
 
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def slice(self, start: int, stop: int) -> Scores:
+        """Applicants ``start`` to ``stop`` (exclusive), e.g. one request of a micro-batch."""
+        return Scores(
+            ids=self.ids[start:stop],
+            probability_of_default=self.probability_of_default[start:stop],
+            score=self.score[start:stop],
+            score_band=self.score_band.iloc[start:stop],
+            decision=self.decision[start:stop],
+            reasons=self.reasons[start:stop],
+        )
+
     def frame(self, reason_columns: int) -> pd.DataFrame:
         """One row per applicant; reason codes flattened into ``reason_<k>`` (feature) and
         ``reason_<k>_description`` columns, so the table fits CSV as well as Parquet."""
@@ -230,13 +244,14 @@ class Scorer:
             features: One row per applicant.
             reasons: Reason codes per applicant (0 for none: skips the SHAP computation).
         """
-        pd_ = self.trained.predict_pd(features)
+        matrix = self.trained.encoded_matrix(features)  # once, for the PD and the reasons
+        pd_ = self.trained.predict_pd(features, matrix=matrix)
         points = scorecard.pd_to_score(pd_, self.info.scaling)
         bands = scorecard.score_bands(points, self.info.scaling)
         decision = np.where(pd_ < self.info.threshold, APPROVE, DECLINE)
         codes: list[list[explain.ReasonCode]] = [[] for _ in range(len(features))]
         if reasons and len(features):
-            contributions = self.trained.contributions(features)
+            contributions = self.trained.contributions(features, matrix=matrix)
             codes = explain.reason_codes(
                 contributions, features[list(self.trained.features)], top_n=reasons
             )

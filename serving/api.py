@@ -3,8 +3,9 @@
 ``creditrisk serve`` (``make serve``) runs it with uvicorn; ``serving.api:app`` is the ASGI app.
 The champion (``models:/CreditRiskPD@champion``, or ``CREDITRISK_MODEL_URI``) is loaded once at
 startup; ``POST /admin/reload`` swaps in a newly promoted version while requests in flight finish
-on the one they started with. Features come from :func:`creditrisk.features.compute_features`:
-the training SQL, over the request's rows, on a small pool of DuckDB connections.
+on the one they started with. Features come from the training SQL over the request's rows
+(:mod:`creditrisk.features.online`: the same SQL files, planned once, in a feature process),
+computed and scored by scoring threads that batch concurrent requests (:mod:`serving.worker`).
 
 Endpoints: ``POST /predict``, ``POST /validate``, ``GET /health``, ``GET /ready``,
 ``GET /metadata``, ``GET /schema``, ``GET /metrics`` (Prometheus), ``POST /admin/reload``; OpenAPI
@@ -13,26 +14,26 @@ the event loop.
 
 Settings (environment, prefix ``CREDITRISK_``): ``API_KEY`` (when set, every endpoint but
 ``/health`` and ``/ready`` needs ``X-API-Key``), ``MAX_APPLICATIONS`` (more → 413),
-``MAX_BODY_BYTES`` (larger body → 413), ``MODEL_URI``, ``FEATURE_CONNECTIONS``, ``REASONS``.
+``MAX_BODY_BYTES`` (larger body → 413), ``MODEL_URI``, ``TRACKING_URI``, ``REASONS``, and for
+the scoring worker (:mod:`serving.worker`) ``MAX_BATCH`` (most requests per feature execution),
+``SCORING_THREADS`` and ``FEATURE_PROCESS`` (run the feature SQL in a child process).
 """
 
 from __future__ import annotations
 
+import gc
 import hmac
 import json
 import logging
-import queue
 import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pandas as pd
 import pyarrow as pa
 from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -50,7 +51,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditrisk import registry
 from creditrisk.data.tables import arrow_schema, tables
-from creditrisk.features.engine import compute_features
 from creditrisk.scoring import DEFAULT_REASONS, Scorer, ScoringError
 from serving.schemas import (
     HISTORY_KEYS,
@@ -61,6 +61,7 @@ from serving.schemas import (
     ReasonCodeOut,
     ValidateResponse,
 )
+from serving.worker import DEFAULT_MAX_BATCH, DEFAULT_THREADS, ScoringWorker
 
 logger = logging.getLogger("creditrisk.api")
 
@@ -79,7 +80,9 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = 5_000_000
     model_uri: str = registry.champion_uri()
     tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI or the workspace's store
-    feature_connections: int = 2
+    max_batch: int = DEFAULT_MAX_BATCH
+    scoring_threads: int = DEFAULT_THREADS
+    feature_process: bool = True
     reasons: int = DEFAULT_REASONS
 
 
@@ -93,29 +96,6 @@ def _default_tracking_uri() -> str:
 # ---------------------------------------------------------------------------------------------
 # State: the model in service and the DuckDB connections
 # ---------------------------------------------------------------------------------------------
-
-
-class FeaturePool:
-    """DuckDB connections for the feature SQL, one request at a time each."""
-
-    def __init__(self, size: int) -> None:
-        self._idle: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
-        for _ in range(max(1, size)):
-            connection = duckdb.connect()
-            connection.execute("set threads = 1")  # requests run side by side instead
-            self._idle.put(connection)
-
-    @contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        connection = self._idle.get()
-        try:
-            yield connection
-        finally:
-            self._idle.put(connection)
-
-    def close(self) -> None:
-        while not self._idle.empty():
-            self._idle.get_nowait().close()
 
 
 class Metrics:
@@ -149,6 +129,12 @@ class Metrics:
             ["decision", "model_version"],
             registry=self.registry,
         )
+        self.batch = Histogram(
+            "creditrisk_batch_requests",
+            "Requests computed together in one feature execution and model call",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+            registry=self.registry,
+        )
         self.model = Gauge(
             "creditrisk_model_info",
             "The model in service (value 1)",
@@ -166,7 +152,12 @@ class ServingState:
         self.scorer: Scorer | None = None
         self.error: str | None = "the model is not loaded yet"
         self._reload_lock = threading.Lock()
-        self.pool = FeaturePool(settings.feature_connections)
+        self.worker = ScoringWorker(
+            settings.max_batch,
+            settings.scoring_threads,
+            feature_process=settings.feature_process,
+            on_batch=metrics.batch.observe,
+        )
 
     def load(self) -> Scorer:
         """Resolve the model URI now and put that version in service."""
@@ -271,18 +262,15 @@ def _check(request: PredictRequest, settings: ApiSettings) -> None:
 
 
 def predict_request(
-    request: PredictRequest, scorer: Scorer, pool: FeaturePool, reasons: int
+    request: PredictRequest, scorer: Scorer, worker: ScoringWorker, reasons: int
 ) -> list[Prediction]:
     """Features (the training SQL) → the scorer → one prediction per application, in order."""
-    with pool.connection() as connection:
-        try:
-            features = compute_features(request_tables(request), connection=connection)
-        except ValueError as exc:
-            raise RequestValidationError(
-                [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
-            ) from exc
-    frame: pd.DataFrame = features.to_pandas()
-    scores = scorer.score(frame, reasons=reasons)
+    try:
+        scores = worker.score(request_tables(request), scorer, reasons)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
     return [
         Prediction(
             SK_ID_CURR=int(scores.ids[i]),
@@ -292,7 +280,7 @@ def predict_request(
             decision=str(scores.decision[i]),
             reason_codes=[ReasonCodeOut(**code.as_dict()) for code in scores.reasons[i]],
         )
-        for i in range(len(frame))
+        for i in range(len(scores))
     ]
 
 
@@ -377,8 +365,13 @@ def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) 
                 await anyio.to_thread.run_sync(state.load)
             except ScoringError as exc:
                 logger.error(json.dumps({"event": "model_not_loaded", "reason": str(exc)}))
+        # The objects of start-up (libraries, the model) live as long as the process: keep them
+        # out of the cyclic garbage collector's scans, which otherwise stall requests.
+        gc.collect()
+        gc.freeze()
         yield
-        state.pool.close()
+        state.worker.close()
+        gc.unfreeze()  # let the interpreter's shutdown collect them as usual
 
     app = FastAPI(
         title="creditrisk scoring API",
@@ -468,7 +461,7 @@ def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) 
         scorer = state.require()  # this request finishes on this version, whatever reloads
         _check(body, settings)
         request.state.entities = len(body.applications)
-        predictions = predict_request(body, scorer, state.pool, settings.reasons)
+        predictions = predict_request(body, scorer, state.worker, settings.reasons)
         for prediction in predictions:
             metrics.pd.labels(scorer.info.version).observe(prediction.probability_of_default)
             metrics.decisions.labels(prediction.decision, scorer.info.version).inc()

@@ -11,14 +11,17 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import free_port
 from fastapi.testclient import TestClient
@@ -32,10 +35,12 @@ from creditrisk.data.tables import tables
 from creditrisk.features.catalog import COLUMNS, ID_COLUMN
 from creditrisk.features.engine import compute_features
 from creditrisk.governance import metric_gates
+from creditrisk.scoring import Scorer
 from creditrisk.settings import Workspace
 from serving.api import EXAMPLE_FILE, ApiSettings, build_asgi, request_tables
 from serving.batch import score_batch
 from serving.schemas import HISTORY_KEYS, PredictRequest
+from serving.worker import ScoringWorker
 
 pytestmark = pytest.mark.xdist_group("serving")
 
@@ -329,6 +334,118 @@ def test_no_input_produces_a_server_error(
         mutated[table][0][column] = value
     response = client.post("/predict", json=mutated)
     assert response.status_code in (200, 413, 422), response.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrent requests: micro-batches in the scoring worker
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scorer(champion: Champion) -> Scorer:
+    return Scorer.load(tracking_uri=champion.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def one_applicant_requests(raw_slice: Path) -> list[dict[str, pa.Table]]:
+    """Twelve single-applicant requests (tables as the API builds them), each with its history."""
+    ids = pd.read_csv(raw_slice / "application_train.csv", usecols=[ID_COLUMN])[ID_COLUMN]
+    bodies = [request_for(raw_slice, [int(i)]) for i in ids[:12]]
+    return [request_tables(PredictRequest.model_validate(body)) for body in bodies]
+
+
+def alone(scorer: Scorer, request: dict[str, pa.Table]) -> Any:
+    return scorer.score(compute_features(request).to_pandas(), reasons=4)
+
+
+def same_scores(left: Any, right: Any) -> None:
+    assert left.ids.tolist() == right.ids.tolist()
+    np.testing.assert_allclose(
+        left.probability_of_default, right.probability_of_default, atol=1e-12
+    )
+    assert left.decision.tolist() == right.decision.tolist()
+    assert [[c.feature for c in codes] for codes in left.reasons] == [
+        [c.feature for c in codes] for codes in right.reasons
+    ]
+
+
+class HeldWorker:
+    """A worker whose first batch waits until the test has queued what it wants batched."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sizes: list[int] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.worker = ScoringWorker(
+            threads=1, feature_process=False, on_batch=self._on_batch, **kwargs
+        )
+
+    def _on_batch(self, size: int) -> None:
+        self.sizes.append(size)
+        if len(self.sizes) == 1:
+            self.entered.set()
+            assert self.release.wait(60)
+
+    def hold(self, request: dict[str, pa.Table], scorer: Scorer) -> Any:
+        future = self.worker.submit(request, scorer, 4)
+        assert self.entered.wait(60)
+        return future
+
+
+def test_waiting_requests_are_batched_and_each_gets_its_own_scores(
+    scorer: Scorer, one_applicant_requests: list[dict[str, pa.Table]]
+) -> None:
+    held = HeldWorker(max_batch=4)
+    first, *rest = one_applicant_requests[:10]
+    futures = [held.hold(first, scorer)] + [held.worker.submit(r, scorer, 4) for r in rest]
+    held.release.set()
+    results = [f.result(timeout=60) for f in futures]
+    held.worker.close()
+    assert held.sizes == [1, 4, 4, 1]
+    assert held.worker.batches == 4 and held.worker.requests == 10
+    for request, result in zip(one_applicant_requests[:10], results, strict=True):
+        same_scores(result, alone(scorer, request))
+
+
+def test_clashing_requests_other_models_and_bad_input_never_spoil_a_batch(
+    champion: Champion, scorer: Scorer, one_applicant_requests: list[dict[str, pa.Table]]
+) -> None:
+    a, b, c, d = one_applicant_requests[:4]
+    other_scorer = Scorer.load(tracking_uri=champion.tracking_uri)  # e.g. after a reload
+    bad = {"application_test": pa.table({ID_COLUMN: [7], "AMT_CREDIT": ["lots"]})}
+    held = HeldWorker(max_batch=8)
+    futures = [
+        held.hold(d, scorer),
+        held.worker.submit(a, scorer, 4),
+        held.worker.submit(a, scorer, 4),  # the same applicant again: a later batch
+        held.worker.submit(b, other_scorer, 4),  # another model: a later batch
+        held.worker.submit(bad, scorer, 4),  # fails alone
+        held.worker.submit(c, scorer, 4),
+    ]
+    held.release.set()
+    with pytest.raises(ValueError, match="does not fit"):
+        futures[4].result(timeout=60)
+    results = {i: futures[i].result(timeout=60) for i in (0, 1, 2, 3, 5)}
+    held.worker.close()
+    # [d] held; then [a, bad, c]; then the second a; then b, alone with its model
+    assert held.sizes == [1, 3, 1, 1]
+    for index, request in ((0, d), (1, a), (2, a), (3, b), (5, c)):
+        same_scores(results[index], alone(scorer, request))
+    with pytest.raises(RuntimeError, match="closed"):
+        held.worker.submit(a, scorer, 4)
+
+
+def test_concurrent_http_requests_get_their_own_answers(
+    client: TestClient, raw_slice: Path
+) -> None:
+    ids = pd.read_csv(raw_slice / "application_train.csv", usecols=[ID_COLUMN])[ID_COLUMN]
+    bodies = [request_for(raw_slice, [int(i)]) for i in ids[20:36]]
+    sequential = [client.post("/predict", json=body).json() for body in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda body: client.post("/predict", json=body).json(), bodies))
+    for one, other in zip(sequential, concurrent, strict=True):
+        assert one["predictions"] == other["predictions"]
+    assert "creditrisk_batch_requests_count" in client.get("/metrics").text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ register the views once and re-bind the per-request tables before each query.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -252,16 +253,70 @@ def _applicant_ids(name: str, table: pa.Table) -> pa.Array:
         raise ValueError(f"table {name!r}: {ID_COLUMN} is not an integer id") from exc
 
 
+@dataclass(frozen=True)
+class MemoryInputs:
+    """In-memory tables sorted to the input relation their rows go to (see :func:`gather_inputs`).
+
+    Attributes:
+        ids: SK_ID_CURR of the applicants in input order.
+        applicants: ``(Kaggle stem or "application", table)`` in the order of ``ids``.
+        histories: Relation name (``bureau``, …, ``pos_cash_balance``) -> its tables.
+    """
+
+    ids: pa.Array
+    applicants: tuple[tuple[str, pa.Table], ...]
+    histories: Mapping[str, tuple[pa.Table, ...]]
+
+
+def gather_inputs(
+    tables_by_name: Mapping[str, Any] | Iterable[tuple[str, Any]],
+) -> MemoryInputs:
+    """Sort caller tables to the seven input relations and check the applicants' keys.
+
+    Keys are Kaggle stems (``application_train``, ``application_test``, ``bureau``, …,
+    ``POS_CASH_balance``) or ``application`` for applicants of either kind; the lowercase relation
+    names (``pos_cash_balance``) are accepted too. ``(name, table)`` pairs may repeat a name (the
+    requests of one micro-batch).
+
+    Raises:
+        ValueError: On an unknown table name, or applicants with a NULL or duplicate SK_ID_CURR.
+    """
+    items = tables_by_name.items() if isinstance(tables_by_name, Mapping) else tables_by_name
+    by_relation: dict[str, list[tuple[str, pa.Table]]] = {}
+    for name, data in items:
+        by_relation.setdefault(_relation_of(name), []).append((name, _to_arrow(name, data)))
+    applicants = [
+        (stem, name, table)
+        for stem in (APPLICATION_VIEW, *APPLICATION_TABLES)
+        for name, table in by_relation.pop(stem, [])
+    ]
+    ids = (
+        pa.concat_arrays([_applicant_ids(name, table) for _, name, table in applicants])
+        if applicants
+        else pa.array([], pa.int64())
+    )
+    if ids.null_count:
+        raise ValueError(f"{ids.null_count} applicant row(s) have no {ID_COLUMN}")
+    if len(pc.unique(ids)) != len(ids):
+        raise ValueError(f"applicants must have distinct {ID_COLUMN} values")
+    return MemoryInputs(
+        ids=ids,
+        applicants=tuple((stem, table) for stem, _, table in applicants),
+        histories={
+            view: tuple(table for _, table in by_relation.get(view, []))
+            for view in _history_specs()
+        },
+    )
+
+
 def bind_memory_sources(
     connection: duckdb.DuckDBPyConnection,
     tables_by_name: Mapping[str, Any],
 ) -> pa.Array:
     """Bind the seven input relations over in-memory tables (pandas DataFrames or Arrow tables).
 
-    Keys are Kaggle stems (``application_train``, ``application_test``, ``bureau``, …,
-    ``POS_CASH_balance``) or ``application`` for applicants of either kind; the lowercase relation
-    names (``pos_cash_balance``) are accepted too. Absent tables bind empty, absent columns are
-    NULL, extra columns are ignored and every column is cast to its canonical type. Every input
+    Table names as in :func:`gather_inputs`. Absent tables bind empty, absent columns are NULL,
+    extra columns are ignored and every column is cast to its canonical type. Every input
     relation is re-bound, so nothing of an earlier call on the same connection remains.
 
     Returns:
@@ -271,29 +326,11 @@ def bind_memory_sources(
     Raises:
         ValueError: On an unknown table name, or applicants with a NULL or duplicate SK_ID_CURR.
     """
-    by_relation: dict[str, list[tuple[str, pa.Table]]] = {}
-    for name, data in tables_by_name.items():
-        by_relation.setdefault(_relation_of(name), []).append((name, _to_arrow(name, data)))
-
-    applicant_parts = [
-        (stem, name, table)
-        for stem in (APPLICATION_VIEW, *APPLICATION_TABLES)
-        for name, table in by_relation.pop(stem, [])
-    ]
     # Check the keys before binding anything: a rejected request leaves no half-bound state.
-    ids = (
-        pa.concat_arrays([_applicant_ids(name, table) for _, name, table in applicant_parts])
-        if applicant_parts
-        else pa.array([], pa.int64())
-    )
-    if ids.null_count:
-        raise ValueError(f"{ids.null_count} applicant row(s) have no {ID_COLUMN}")
-    if len(pc.unique(ids)) != len(ids):
-        raise ValueError(f"applicants must have distinct {ID_COLUMN} values")
-
+    inputs = gather_inputs(tables_by_name)
     columns, _ = _applicant_columns(APPLICATION_VIEW)
     applicants = connection.from_arrow(empty_table(columns))
-    for stem, _, table in applicant_parts:
+    for stem, table in inputs.applicants:
         applicants = applicants.union(
             _conform(connection.from_arrow(table), *_applicant_columns(stem))
         )
@@ -301,10 +338,10 @@ def bind_memory_sources(
 
     for view, spec in _history_specs().items():
         relation = connection.from_arrow(empty_table(spec.columns))
-        for _, table in by_relation.pop(view, []):
+        for table in inputs.histories[view]:
             relation = relation.union(_conform(connection.from_arrow(table), spec.columns))
         connection.register(view, relation)
-    return ids
+    return inputs.ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,7 +473,19 @@ def compute_features(
     finally:
         if own_connection:
             con.close()
-    # DuckDB does not promise the input order through joins and aggregates: restore it by key.
+    return in_input_order(result, ids)
+
+
+@cache
+def output_schema() -> pa.Schema:
+    """The Arrow schema of a feature-store row: the catalog's columns and types, in order."""
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.dtype]) for c in COLUMNS])
+
+
+def in_input_order(result: pa.Table, ids: pa.Array) -> pa.Table:
+    """Feature rows in the order of ``ids``, with the catalog's Arrow types.
+
+    DuckDB does not promise the input order through joins and aggregates: it is restored by key.
+    """
     positions = pc.index_in(ids, value_set=result.column(ID_COLUMN))
-    ordered = result.take(positions)
-    return ordered.cast(pa.schema([pa.field(c.name, ARROW_TYPES[c.dtype]) for c in COLUMNS]))
+    return result.take(positions).cast(output_schema())

@@ -467,9 +467,15 @@ class TrainedModel:
             for name, levels in zip(self.categorical, encoder.categories_, strict=True)
         }
 
-    def predict_log_odds(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw (uncalibrated) log-odds of default, one per row of ``frame``."""
-        matrix = self.encoded_matrix(frame)
+    def predict_log_odds(
+        self, frame: pd.DataFrame, *, matrix: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Raw (uncalibrated) log-odds of default, one per row of ``frame``.
+
+        ``matrix``: :meth:`encoded_matrix` of ``frame`` when the caller has it already (scoring
+        computes it once for the PD and the reason codes).
+        """
+        matrix = self.encoded_matrix(frame) if matrix is None else matrix
         if len(matrix) == 0:  # a batch without applicants
             return np.empty(0, dtype=np.float64)
         margin = self._booster(len(matrix)).inplace_predict(matrix, predict_type="margin")
@@ -479,7 +485,7 @@ class TrainedModel:
         """Uncalibrated probability of default from the trees, one per row of ``frame``."""
         return 1.0 / (1.0 + np.exp(-self.predict_log_odds(frame)))
 
-    def predict_pd(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict_pd(self, frame: pd.DataFrame, *, matrix: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probability of default, in [0, 1], one per row of ``frame``.
 
         Args:
@@ -489,9 +495,11 @@ class TrainedModel:
         Raises:
             ValueError: Naming the feature columns missing from ``frame``.
         """
-        return self.calibrator.probability_of_default(self.predict_log_odds(frame))
+        return self.calibrator.probability_of_default(self.predict_log_odds(frame, matrix=matrix))
 
-    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def contributions(
+        self, frame: pd.DataFrame, *, matrix: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """Per-applicant SHAP contributions to the raw log-odds (XGBoost's TreeSHAP).
 
         Each row sums, with ``bias``, to :meth:`predict_log_odds`. Positive values push the
@@ -500,7 +508,7 @@ class TrainedModel:
         Returns:
             One column per model feature (catalog order) plus ``bias``, indexed like ``frame``.
         """
-        matrix = self.encoded_matrix(frame)
+        matrix = self.encoded_matrix(frame) if matrix is None else matrix
         if len(matrix) == 0:
             empty = [*self.features, BIAS_COLUMN]
             return pd.DataFrame(columns=empty, index=frame.index, dtype=np.float64)
