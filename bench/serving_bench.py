@@ -424,12 +424,12 @@ def verdict(ok: bool) -> str:
 def report(results: dict[str, Any]) -> str:
     lines = [START, "", "## Serving", ""]
     lines.append(
-        f"Measured {datetime.now(UTC).isoformat(timespec='seconds')} "
-        "with `python bench/serving_bench.py`."
+        "Measured with `python bench/serving_bench.py --million` (each part says when); a run "
+        "that skips a part keeps its last figures."
     )
     rest = results.get("rest")
     if not rest:
-        lines += ["", "REST: not measured in this run (`--skip-rest`)."]
+        lines += ["", "REST: not measured yet (`--skip-rest`)."]
     if rest:
         ours, ref = rest["ours"], rest["mlflow"]
         lines += [
@@ -441,7 +441,7 @@ def report(results: dict[str, Any]) -> str:
             + "); with 8 clients the requests in flight are for different applicants. "
             "mlflow serve gets the same applicants' precomputed feature vectors. One uvicorn "
             "worker each, 127.0.0.1, keep-alive clients; the two servers ran one after the "
-            "other in this run.",
+            f"other in one run ({rest['measured_at']}).",
             "",
             "| service | p50 | p95 | p99 | sequential req/s | 8 clients req/s | 8 clients p99 |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -481,7 +481,8 @@ def report(results: dict[str, Any]) -> str:
                 "",
                 f"Batch, {title}{target}: {batch['entities']:,} applicants ({batch['input']}) "
                 f"in {batch['seconds']:.1f} s — {batch['per_second']:,.0f} applicants/s, "
-                f"peak {batch['peak_gib']:.2f} GiB{ok}; {batch['rejected']} rows rejected.",
+                f"peak {batch['peak_gib']:.2f} GiB{ok}; {batch['rejected']} rows rejected "
+                f"({batch['measured_at']}).",
             ]
     lines += ["", END]
     return "\n".join(lines) + "\n"
@@ -528,8 +529,21 @@ def main() -> None:
         raw = million_input(HERE / "output" / "raw_1m")
         results["batch_million"] = batch_benchmark(args.workspace, raw, "million")
         print(results["batch_million"])
-    write_section(args.output, report(results))
+    write_section(
+        args.output, report(merge_results(HERE / "output" / "serving_results.json", results))
+    )
     print(f"→ {args.output}")
+
+
+def merge_results(path: Path, measured: dict[str, Any]) -> dict[str, Any]:
+    """This run's results over the earlier ones kept in ``path`` (each with when it was measured),
+    so a run with ``--skip-rest`` or without ``--million`` keeps the other figures."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    merged.update({key: {**value, "measured_at": stamp} for key, value in measured.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1))
+    return merged
 
 
 if __name__ == "__main__":

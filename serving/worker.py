@@ -9,8 +9,9 @@ one; ``bench/studies/online_features.md``).
 
 The feature SQL runs in a feature process by default (:class:`OnlineFeatures` with
 ``separate_process``): DuckDB takes this process's GIL back dozens of times per execution, and
-behind the HTTP threads each take would wait. Two scoring threads (the default) let one score a
-batch while the feature process computes the next.
+behind the HTTP threads each take would wait. Features and scores are two stages, each with a
+thread: while the model scores one batch, the next batch's features are computed, and a batch
+is formed when the feature process is free, so it holds everything that arrived meanwhile.
 
 Every request gets exactly what it would get alone:
 
@@ -38,8 +39,8 @@ from creditrisk.scoring import Scorer, Scores
 #: Default most requests per DuckDB execution (the gain above 8–16 is small).
 DEFAULT_MAX_BATCH = 8
 
-#: Default scoring threads.
-DEFAULT_THREADS = 2
+#: Default feature threads (one is enough with a feature process: it runs one batch at a time).
+DEFAULT_THREADS = 1
 
 
 @dataclass
@@ -51,18 +52,26 @@ class _Job:
     future: Future[Scores] = field(default_factory=Future)
 
 
+@dataclass(frozen=True)
+class _Computed:
+    """A batch whose features are ready for the scoring stage."""
+
+    jobs: list[_Job]
+    features: list[pa.Table]
+
+
 _STOP = object()
 
 
 class ScoringWorker:
-    """Scoring threads that compute features and scores for submitted requests, in batches.
+    """Threads that compute features and scores for submitted requests, in batches.
 
     Args:
         max_batch: Most requests per DuckDB execution and model call.
-        threads: Scoring threads.
-        feature_process: Run the feature SQL in a child process (shared by the threads, one
-            execution at a time), so DuckDB never waits for this process's GIL; otherwise each
-            thread has a DuckDB connection of its own.
+        threads: Feature threads that form batches (each with a DuckDB connection of its own
+            when there is no feature process); one scoring thread scores what they computed.
+        feature_process: Run the feature SQL in a child process (shared by the feature threads,
+            one execution at a time), so DuckDB never waits for this process's GIL.
         on_batch: Called with the number of requests of every batch run (e.g. a metric).
     """
 
@@ -82,6 +91,11 @@ class ScoringWorker:
         self._count_lock = threading.Lock()
         self.batches = 0  # executions run, for tests and metrics
         self.requests = 0
+        self._scoring: queue.SimpleQueue[_Computed | object] = queue.SimpleQueue()
+        self._scorer_thread = threading.Thread(
+            target=self._score_batches, name="creditrisk-scoring", daemon=True
+        )
+        self._scorer_thread.start()
         self._lanes = [_Lane(self, n) for n in range(max(1, threads))]
 
     def submit(
@@ -114,6 +128,8 @@ class ScoringWorker:
             lane.join(timeout)
         if any(lane.alive for lane in self._lanes):
             return
+        self._scoring.put(_STOP)
+        self._scorer_thread.join(timeout)
         if self._shared is not None:
             self._shared.close()
         while True:  # a request submitted while closing: refuse it rather than leave it waiting
@@ -123,6 +139,24 @@ class ScoringWorker:
                 break
             if isinstance(item, _Job):
                 _fail([item], RuntimeError("the scoring worker is closed"))
+
+    def _score_batches(self) -> None:
+        """The scoring stage: one model call per batch whose features are ready."""
+        while True:
+            item = self._scoring.get()
+            if not isinstance(item, _Computed):  # _STOP
+                return
+            jobs, features = item.jobs, item.features
+            try:
+                frame: pd.DataFrame = pa.concat_tables(features).to_pandas()
+                scores = jobs[0].scorer.score(frame, reasons=jobs[0].reasons)
+            except Exception as exc:  # never kill the thread: the requests get the error
+                _fail(jobs, exc)
+                continue
+            start = 0
+            for job, table in zip(jobs, features, strict=True):
+                job.future.set_result(scores.slice(start, start + table.num_rows))
+                start += table.num_rows
 
     def _ran(self, size: int) -> None:
         with self._count_lock:
@@ -215,18 +249,8 @@ class _Lane:
         except Exception as exc:
             _fail(live, exc)
             return
-        if not live:
-            return
-        try:
-            frame: pd.DataFrame = pa.concat_tables(features).to_pandas()
-            scores = live[0].scorer.score(frame, reasons=live[0].reasons)
-        except Exception as exc:
-            _fail(live, exc)
-            return
-        start = 0
-        for job, table in zip(live, features, strict=True):
-            job.future.set_result(scores.slice(start, start + table.num_rows))
-            start += table.num_rows
+        if live:
+            self._worker._scoring.put(_Computed(live, features))
 
     def _one_by_one(self, jobs: list[_Job]) -> tuple[list[_Job], list[pa.Table]]:
         """Each request alone, after its batch failed: only the faulty ones get the error."""

@@ -186,6 +186,8 @@ def edge_cases(base: Request) -> dict[str, Request]:
             "application_train": with_target,
         },
         "test-applicant-target-is-ignored": base | {"application_test": with_target},
+        "test-applicant-target-is-ignored-canonical": base
+        | {"application_test": canonical({"application_train": with_target})["application_train"]},
         "lowercase-relation-names": {
             "application": app,
             "pos_cash_balance": base["POS_CASH_balance"],

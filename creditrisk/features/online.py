@@ -359,7 +359,7 @@ class OnlineFeatures:
         else:
             columns, ignore = dict(_inputs())[source], frozenset()
             target = self._targets[source]
-        if table.schema.equals(target):
+        if not ignore and table.schema.equals(target):
             return table
         index = {name: i for i, name in enumerate(table.column_names) if name not in ignore}
         arrays = []
