@@ -31,6 +31,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from creditrisk.io import write_json
+from creditrisk.monitoring import stability
+from creditrisk.monitoring.stability import PSI_EPSILON
 from creditrisk.settings import Workspace
 
 Comparison = Literal[">=", "<=", "=="]
@@ -39,8 +41,6 @@ Comparison = Literal[">=", "<=", "=="]
 #: limit counts as *at* the limit (so 0.80 − 0.75 passes a 0.05 gap gate).
 BOUNDARY_TOLERANCE = 1e-9
 
-#: PSI replaces an empty bin's share by this, so ln(a/e) stays finite (common industry choice).
-PSI_EPSILON = 1e-4
 
 VALIDATION_FILE = "validation.json"
 
@@ -299,7 +299,7 @@ def psi_table(
     every actual value lands somewhere, and tied quantiles merge into one bin. Bins are closed
     on the right, like ``pd.cut``. A bin's contribution is ``(a − e) · ln(a / e)`` with ``e``
     and ``a`` the shares of expected and actual values in it, an empty share replaced by
-    ``epsilon``.
+    ``epsilon`` (the arithmetic of :mod:`creditrisk.monitoring.stability`).
 
     Args:
         expected: Reference values (e.g. the champion's PDs, or training scores).
@@ -311,30 +311,7 @@ def psi_table(
         One row per bin: ``lower``, ``upper``, ``expected_count``, ``actual_count``,
         ``expected_share``, ``actual_share`` and ``psi``; PSI is the sum of column ``psi``.
     """
-    if bins < 1:
-        raise ValueError(f"bins must be at least 1, got {bins}")
-    reference, compared = _as_vector(expected, "expected"), _as_vector(actual, "actual")
-    quantiles = np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)))
-    inner_edges = quantiles[1:-1]
-    expected_count = np.bincount(
-        np.searchsorted(inner_edges, reference, side="left"), minlength=inner_edges.size + 1
-    )
-    actual_count = np.bincount(
-        np.searchsorted(inner_edges, compared, side="left"), minlength=inner_edges.size + 1
-    )
-    expected_share = np.maximum(expected_count / reference.size, epsilon)
-    actual_share = np.maximum(actual_count / compared.size, epsilon)
-    return pd.DataFrame(
-        {
-            "lower": np.concatenate([[-np.inf], inner_edges]),
-            "upper": np.concatenate([inner_edges, [np.inf]]),
-            "expected_count": expected_count,
-            "actual_count": actual_count,
-            "expected_share": expected_share,
-            "actual_share": actual_share,
-            "psi": (actual_share - expected_share) * np.log(actual_share / expected_share),
-        }
-    )
+    return stability.numeric_table(expected, actual, bins, epsilon)
 
 
 def psi(expected: npt.ArrayLike, actual: npt.ArrayLike, bins: int = 10) -> float:
