@@ -322,6 +322,41 @@ def info() -> None:
         typer.echo(f"{'champion':<14} {described}")
 
 
+@app.command()
+def freshness(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="folder or s3:// prefix of the raw tables (default: data/raw)"
+        ),
+    ] = None,
+    max_age_hours: Annotated[
+        float, typer.Option("--max-age-hours", help="maximum age of a table's file")
+    ] = 48.0,
+    fail_on_stale: Annotated[
+        bool, typer.Option("--fail-on-stale", help="exit 1 when a table is stale or missing")
+    ] = False,
+) -> None:
+    """Age of each source table's snapshot against a maximum → reports/data_freshness.json."""
+    from creditrisk.data.sources import SourceError
+    from creditrisk.monitoring.freshness import check_freshness, write_freshness
+
+    workspace = get_settings().workspace
+    try:
+        report = check_freshness(source or workspace.raw, max_age_hours=max_age_hours)
+    except (SourceError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    path = write_freshness(report, workspace)
+    for row in report["tables"]:
+        state = "STALE" if row["stale"] else "ok"
+        typer.echo(f"{row['table']:<24} {row['age_hours']:>10} h  {state}")
+    for reason in report["reasons"]:
+        typer.secho(reason, fg=typer.colors.RED, err=True)
+    typer.echo(f"{'stale' if report['stale'] else 'fresh'} → {path}")
+    if fail_on_stale and report["stale"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="creditrisk")
 

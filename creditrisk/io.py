@@ -96,3 +96,37 @@ def replace_directory(new: Path, destination: Path) -> None:
         os.replace(destination, previous)
     os.replace(new, destination)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+class IncompleteLineError(ValueError):
+    """A JSON-lines file ends in an incomplete line (an interrupted write)."""
+
+
+def append_line(path: Path | str, line: str) -> None:
+    """Append one line to an append-only file and fsync it; earlier lines are never touched.
+
+    Raises:
+        IncompleteLineError: The file ends in an incomplete line; appending would merge two
+            records, so it is left for a person to inspect.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size and os.pread(descriptor, 1, size - 1) != b"\n":
+            raise IncompleteLineError(f"{path} ends with an incomplete line; inspect it first")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    if created:  # the new file's directory entry must survive a crash too
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from creditrisk import tracking
 from creditrisk.governance import Gate, gates_from_report
-from creditrisk.io import write_json
+from creditrisk.io import IncompleteLineError, append_line, write_json
 from creditrisk.settings import Workspace
 
 if TYPE_CHECKING:
@@ -304,31 +304,10 @@ def append_ledger(path: Path | str, record: PromotionRecord) -> None:
         LedgerError: The file ends in an incomplete line (an interrupted write); appending
             would merge two records, so it is left for a person to inspect.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    line = (record.model_dump_json() + "\n").encode("utf-8")
-    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        size = os.fstat(descriptor).st_size
-        if size and os.pread(descriptor, 1, size - 1) != b"\n":
-            raise LedgerError(f"{path} ends with an incomplete line; inspect it before appending")
-        view = memoryview(line)
-        while view:
-            view = view[os.write(descriptor, view) :]
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    if created:
-        _fsync_directory(path.parent)  # the new file's directory entry must survive a crash too
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        append_line(path, record.model_dump_json())
+    except IncompleteLineError as exc:
+        raise LedgerError(str(exc)) from exc
 
 
 def latest_record(

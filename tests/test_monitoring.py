@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import beta
+from typer.testing import CliRunner
 
 from creditrisk import governance
+from creditrisk.cli import app
 from creditrisk.monitoring import (
     MISSING,
     PSI_EPSILON,
@@ -21,6 +27,9 @@ from creditrisk.monitoring import (
     jeffreys_interval,
     numeric_table,
 )
+from creditrisk.monitoring.freshness import check_freshness
+from creditrisk.monitoring.trigger import RetrainRules, decide, read_history, record_and_decide
+from creditrisk.settings import Workspace
 
 
 def term(actual: float, expected: float) -> float:
@@ -141,3 +150,93 @@ def test_backtest_compares_realised_rates_with_the_mean_pd_per_band() -> None:
     assert table.loc["all", "mean_pd"] == pytest.approx((2 + 5) / 150)
     with pytest.raises(ValueError, match="0 or 1"):
         backtest([0.1], [2], ["A"])
+
+
+# --------------------------------------------------------------------------------------------
+# Freshness
+
+
+def _touch(path: Path, hours_old: float, now: datetime) -> None:
+    path.write_text("SK_ID_CURR\n1\n")
+    stamp = (now - timedelta(hours=hours_old)).timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def test_freshness_flags_old_and_missing_tables(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    _touch(tmp_path / "application_test.csv", 2, now)
+    _touch(tmp_path / "bureau.csv", 72, now)
+    _touch(tmp_path / "bureau_balance.csv", 500, now)
+    report = check_freshness(
+        tmp_path, max_age_hours=48, per_table_hours={"bureau_balance": 24 * 31}, now=now
+    )
+    rows = {row["table"]: row for row in report["tables"]}
+    assert rows["application_test"]["age_hours"] == pytest.approx(2, abs=1e-3)
+    assert not rows["application_test"]["stale"]
+    assert rows["bureau"]["stale"] and not rows["bureau_balance"]["stale"]
+    assert report["stale"] and report["reasons"] == [
+        "bureau: bureau.csv is 72.0 h old (maximum 48 h)"
+    ]
+    (tmp_path / "application_test.csv").unlink()
+    (tmp_path / "bureau.csv").unlink()
+    missing = check_freshness(tmp_path, now=now)
+    assert missing["stale"] and missing["missing_required"] == ["application_test"]
+    with pytest.raises(ValueError, match="unknown tables"):
+        check_freshness(tmp_path, per_table_hours={"bureau_monthly": 1})
+
+
+def test_freshness_cli_fails_on_stale(workspace: Workspace) -> None:
+    now = datetime.now(UTC)
+    workspace.raw.mkdir(parents=True)
+    _touch(workspace.raw / "application_test.csv", 1, now)
+    fresh = CliRunner().invoke(app, ["freshness", "--fail-on-stale"])
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads((workspace.reports / "data_freshness.json").read_text())["stale"] is False
+    _touch(workspace.raw / "bureau.csv", 100, now)
+    stale = CliRunner().invoke(app, ["freshness", "--fail-on-stale"])
+    assert stale.exit_code == 1
+    assert "bureau" in stale.output
+    assert CliRunner().invoke(app, ["freshness"]).exit_code == 0  # reported, not enforced
+
+
+def test_freshness_of_an_s3_prefix_reads_last_modified(s3_env: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="feeds")
+    s3.put_object(Bucket="feeds", Key="daily/application_test.csv.gz", Body=b"x")
+    s3.put_object(Bucket="feeds", Key="daily/bureau.csv", Body=b"x")
+    report = check_freshness("s3://feeds/daily", max_age_hours=1)
+    assert {row["table"] for row in report["tables"]} == {"application_test", "bureau"}
+    assert not report["stale"] and all(row["age_hours"] < 1 for row in report["tables"])
+    later = check_freshness("s3://feeds/daily", now=datetime.now(UTC) + timedelta(days=3))
+    assert later["stale"] and len(later["reasons"]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Retrain trigger
+
+
+def test_retrain_needs_k_consecutive_breaches(tmp_path: Path) -> None:
+    rules = RetrainRules(max_score_psi=0.25, max_drift_share=0.3, consecutive=2)
+    history, decision_path = tmp_path / "history.jsonl", tmp_path / "retrain_trigger.json"
+    calm = {"score_psi": 0.05, "drift_share": 0.1}
+    shifted = {"score_psi": 0.31, "drift_share": 0.1}
+    drifted = {"score_psi": 0.1, "drift_share": 0.5}
+
+    first = record_and_decide(shifted, rules, history, decision_path)
+    assert not first.retrain and first.breaches_in_a_row == 1
+    assert "breach 1 of 2" in first.reasons[0] and "score PSI 0.310 > 0.25" in first.reasons
+    interrupted = record_and_decide(calm, rules, history, decision_path)
+    assert not interrupted.retrain and interrupted.breaches_in_a_row == 0
+    record_and_decide(drifted, rules, history, decision_path)
+    second = record_and_decide(shifted, rules, history, decision_path)
+    assert second.retrain and second.breaches_in_a_row == 2
+    written = json.loads(decision_path.read_text())
+    assert written["retrain"] is True and written["observation"] == shifted
+    assert written["rules"]["consecutive"] == 2
+    assert len(read_history(history)) == 4
+    assert decide([], rules).retrain is False
+    assert RetrainRules(consecutive=1).breaches(drifted) == ["drifted feature share 0.50 > 0.3"]
+    with pytest.raises(ValueError):
+        RetrainRules(consecutive=0)

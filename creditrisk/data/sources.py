@@ -17,6 +17,7 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class SourceFile:
     uri: str  # full location: a local path or s3://bucket/key
     name: str  # file name as delivered
     size: int
+    modified: datetime | None = None  # last modification (file mtime or S3 LastModified), UTC
 
     @property
     def compression(self) -> str:
@@ -81,15 +83,16 @@ def _table_of(file_name: str, suffixes: tuple[str, ...] = SUFFIXES) -> str | Non
     return None
 
 
-def _local_entries(directory: Path) -> Iterator[tuple[str, str, int]]:
+def _local_entries(directory: Path) -> Iterator[tuple[str, str, int, datetime]]:
     if not directory.is_dir():
         raise SourceError(f"source directory {directory} does not exist")
     for path in sorted(directory.iterdir()):
         if path.is_file():
-            yield path.name, str(path), path.stat().st_size
+            stat = path.stat()
+            yield path.name, str(path), stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC)
 
 
-def _s3_entries(uri: str) -> Iterator[tuple[str, str, int]]:
+def _s3_entries(uri: str) -> Iterator[tuple[str, str, int, datetime]]:
     bucket, prefix = split_s3(uri)
     client = s3_client()
     paginator = client.get_paginator("list_objects_v2")
@@ -97,7 +100,8 @@ def _s3_entries(uri: str) -> Iterator[tuple[str, str, int]]:
         for obj in page.get("Contents", []):
             rest = obj["Key"][len(prefix) + 1 if prefix else 0 :]
             if "/" not in rest:  # only the prefix's own files, not sub-folders
-                yield rest, f"s3://{bucket}/{obj['Key']}", int(obj["Size"])
+                modified = obj["LastModified"].astimezone(UTC)
+                yield rest, f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), modified
 
 
 def discover(
@@ -115,7 +119,7 @@ def discover(
     entries = _s3_entries(str(source)) if is_s3(source) else _local_entries(Path(source))
     found: dict[str, SourceFile] = {}
     other: list[str] = []
-    for name, uri, size in entries:
+    for name, uri, size, modified in entries:
         table_name = _table_of(name, suffixes)
         if table_name is None:
             if not name.startswith((".", "_")):
@@ -126,7 +130,7 @@ def discover(
                 f"{table_name}: delivered twice in {source} "
                 f"({found[table_name].name} and {name}); keep one"
             )
-        found[table_name] = SourceFile(table_name, uri, name, size)
+        found[table_name] = SourceFile(table_name, uri, name, size, modified)
     return found, other
 
 
@@ -144,7 +148,7 @@ def fingerprint(uri: str) -> str:
             for obj in page.get("Contents", []):
                 digest.update(f"{obj['Key']}\0{obj['Size']}\0{obj['ETag']}\n".encode())
     else:
-        for name, path, size in _local_entries(Path(uri)):
+        for name, path, size, _ in _local_entries(Path(uri)):
             digest.update(f"{name}\0{size}\0{os.stat(path).st_mtime_ns}\n".encode())
     return digest.hexdigest()
 

@@ -1,4 +1,5 @@
-"""Monitoring the model after it ships: stability of scores and inputs, and the PD back-test."""
+"""Monitoring the model after it ships: stability of scores and inputs, the PD back-test, data
+freshness (:mod:`.freshness`) and the retrain trigger (:mod:`.trigger`)."""
 
 from creditrisk.monitoring.stability import (
     MISSING,
