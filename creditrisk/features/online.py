@@ -39,11 +39,10 @@ import pyarrow as pa
 from creditrisk.data.tables import ColumnSpec, arrow_schema
 from creditrisk.features.engine import (
     APPLICATION_VIEW,
+    MemoryInputs,
     _applicant_columns,
     _conform,
     _history_specs,
-    _relation_of,
-    _to_arrow,
     feature_query,
     gather_inputs,
     in_input_order,
@@ -125,14 +124,21 @@ def request_keys(tables_by_name: Mapping[str, Any]) -> RequestKeys:
     Raises:
         ValueError: As :func:`~creditrisk.features.engine.gather_inputs` does.
     """
-    inputs = gather_inputs(tables_by_name)
+    return _keys_of(gather_inputs(tables_by_name))
+
+
+def _keys_of(inputs: MemoryInputs) -> RequestKeys:
     credits: set[int] = set()
-    for name, data in tables_by_name.items():
-        if _relation_of(name) in ("bureau", "bureau_balance"):
-            table = _to_arrow(name, data)
+    for view in ("bureau", "bureau_balance"):
+        for table in inputs.histories[view]:
             if _BUREAU_KEY in table.column_names:
                 credits.update(v for v in table.column(_BUREAU_KEY).to_pylist() if v is not None)
     return RequestKeys(frozenset(inputs.ids.to_pylist()), frozenset(credits))
+
+
+def _empty_inputs() -> list[str]:
+    """The seven inputs without rows, as JSON texts (a statement's self-check)."""
+    return [_encode(arrow_schema(columns).empty_table()) for _, columns in _inputs()]
 
 
 class _Statement:
@@ -143,8 +149,7 @@ class _Statement:
         self._connection.execute("set threads = 1")
         # DDL over our own SQL files; no request value is in it.
         self._connection.execute(f"prepare {STATEMENT} as\n{online_query()}")
-        empty = [_encode(arrow_schema(columns).empty_table()) for _, columns in _inputs()]
-        check = self.execute(empty)
+        check = self.execute(_empty_inputs())
         if check.schema != output_schema():
             raise RuntimeError(
                 f"the prepared feature statement and the catalog disagree: {check.schema}"
@@ -314,14 +319,14 @@ class OnlineFeatures:
             ValueError: On a request :func:`compute_features` refuses, on requests that share an
                 SK_ID_CURR or an SK_ID_BUREAU, or on a value that does not fit its canonical type.
         """
-        if len(requests) > 1:
+        parts = [gather_inputs(request) for request in requests]
+        if len(parts) > 1:
             seen = RequestKeys(frozenset(), frozenset())
-            for request in requests:
-                keys = request_keys(request)
+            for inputs in parts:
+                keys = _keys_of(inputs)
                 if keys.clashes(seen):
                     raise ValueError("requests in one batch share an SK_ID_CURR or an SK_ID_BUREAU")
                 seen |= keys
-        parts = [gather_inputs(request) for request in requests]
         sources: dict[str, list[tuple[str, pa.Table]]] = {view: [] for view in self._targets}
         for inputs in parts:
             sources[APPLICATION_VIEW] += inputs.applicants
