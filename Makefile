@@ -20,10 +20,20 @@ MODEL_URI ?=
 WORKERS ?= 1
 HOST    ?= 127.0.0.1
 PORT    ?= 8888
+CURRENT ?=
+LABELS  ?=
+AUTO_RETRAIN ?=
+SOURCE  ?=
+MAX_AGE_HOURS ?= 48
+IMAGE   ?= creditrisk-api
+TAG     ?=
+URL     ?= http://127.0.0.1:8000
+VERSION ?=
+REASON  ?=
 
 RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force) $(foreach p,$(PARAMS),-p '$(p)')
 
-.PHONY: help install pipeline score serve data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench clean
+.PHONY: help install pipeline score serve monitor freshness data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench manifest image smoke promote rollback clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1] [PARAMS=\"stage.name=value …\"]\n\n"} \
@@ -47,6 +57,12 @@ score: $(STAMP) ## Batch-score raw tables with the champion (INPUT=dir|s3://… 
 
 serve: $(STAMP) ## REST API on the champion (HOST=127.0.0.1 PORT=8000 WORKERS=1)
 	$(BIN)/creditrisk serve --host $(HOST) --port $(if $(filter 8888,$(PORT)),8000,$(PORT)) --workers $(WORKERS)
+
+monitor: $(STAMP) ## Drift, stability, back-test, retrain decision (CURRENT=dir|s3://… [LABELS=] [AUTO_RETRAIN=1]; empty: test split)
+	$(BIN)/creditrisk monitor $(if $(CURRENT),--current '$(CURRENT)') $(if $(LABELS),--labels '$(LABELS)') $(if $(AUTO_RETRAIN),--auto-retrain) $(foreach p,$(PARAMS),-p '$(p)')
+
+freshness: $(STAMP) ## Fail when a source table is older than MAX_AGE_HOURS (SOURCE=dir|s3://…; default data/raw)
+	$(BIN)/creditrisk freshness --fail-on-stale --max-age-hours $(MAX_AGE_HOURS) $(if $(SOURCE),--source '$(SOURCE)')
 
 data: $(STAMP) ## Generate synthetic Home Credit CSVs into data/raw (SIZE=)
 	$(BIN)/creditrisk generate --size $(SIZE) $(if $(FORCE),--force)
@@ -77,6 +93,21 @@ test-e2e: $(STAMP) ## make pipeline SIZE=tiny in a temporary workspace, twice
 bench: $(STAMP) ## Benchmarks at SIZE=full, then serving (REST vs mlflow serve, batch, 1M applicants); bench/RESULTS.md
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/serving_bench.py --million
+
+manifest: $(STAMP) ## Deploy manifest of the champion → reports/deploy_manifest.json (IMAGE=creditrisk-api TAG=<its version>)
+	$(BIN)/creditrisk manifest --image '$(IMAGE)' $(if $(TAG),--tag '$(TAG)')
+
+image: ## Build the REST API image from serving/Dockerfile (IMAGE=creditrisk-api TAG=latest; CD passes the manifest's)
+	docker build -f serving/Dockerfile -t '$(IMAGE):$(or $(TAG),latest)' --build-arg GIT_COMMIT="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" .
+
+smoke: $(STAMP) ## Smoke-test a running API: /ready, then /predict on the example (URL=http://127.0.0.1:8000)
+	$(BIN)/creditrisk smoke --url '$(URL)'
+
+promote: $(STAMP) ## Make a registered version the champion (VERSION=N [REASON=…]); refused unless it passed validation
+	$(BIN)/creditrisk promote $(if $(VERSION),--version '$(VERSION)') $(if $(REASON),--reason '$(REASON)')
+
+rollback: $(STAMP) ## Move champion back to the previous champion, per the promotion ledger ([REASON=…])
+	$(BIN)/creditrisk rollback $(if $(REASON),--reason '$(REASON)')
 
 clean: ## Remove generated data, runs, reports and caches (keeps .venv)
 	rm -rf data runs/*/ runs/latest runs/LATEST runs/.state.json runs/.hash-cache.json reports/* mlflow.db .pytest_cache .ruff_cache

@@ -135,6 +135,10 @@ def run(
     ] = None,
     config: Annotated[Path, typer.Option(help="pipeline definition")] = PROJECT_ROOT
     / "pipeline.yaml",
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="seconds to wait for a workspace in use by another run"),
+    ] = 0.0,
 ) -> None:
     """Run the notebook pipeline with papermill into runs/<run_id>/."""
     from creditrisk.pipeline.config import load_pipeline_config
@@ -166,6 +170,7 @@ def run(
             only=only or None,
             overrides=overrides,
             echo=typer.echo,
+            wait_seconds=wait,
         )
     except StageFailed as exc:
         raise _fail(f"pipeline failed: {exc}") from exc
@@ -355,6 +360,146 @@ def freshness(
     typer.echo(f"{'stale' if report['stale'] else 'fresh'} → {path}")
     if fail_on_stale and report["stale"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def monitor(
+    current: Annotated[
+        str,
+        typer.Option(
+            "--current", help="raw tables of a batch (folder or s3://…); empty: the test split"
+        ),
+    ] = "",
+    labels: Annotated[
+        str, typer.Option(help="SK_ID_CURR,TARGET outcomes; default <current>/labels.csv")
+    ] = "",
+    model_uri: Annotated[
+        str, typer.Option("--model-uri", help="registry URI; default the champion")
+    ] = "",
+    auto_retrain: Annotated[
+        bool, typer.Option("--auto-retrain", help="launch the retrain when the trigger fires")
+    ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("-p", "--param", help="monitor parameter name=value, e.g. consecutive=3"),
+    ] = None,
+    fail_on_retrain: Annotated[
+        bool, typer.Option("--fail-on-retrain", help="exit 4 when a retrain is called for")
+    ] = False,
+) -> None:
+    """Drift, stability, back-test and the retrain decision for a batch → reports/.
+
+    The same as the pipeline's 07_monitor stage, without the notebook: for production batches
+    between pipeline runs (`make monitor CURRENT=…`).
+    """
+    import logging
+    import sys
+
+    from pydantic import ValidationError
+
+    from creditrisk.data.sources import SourceError
+    from creditrisk.monitoring.cloudwatch import CloudWatchError
+    from creditrisk.monitoring.monitor import MonitorParams, run_monitor
+    from creditrisk.pipeline.runner import parse_overrides
+    from creditrisk.scoring import ScoringError
+    from serving.batch import BatchError
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    try:
+        extra = parse_overrides(param or [])
+        params = MonitorParams(
+            **{
+                "current": current,
+                "labels": labels,
+                "model_uri": model_uri,
+                "auto_retrain": auto_retrain,
+                **extra,
+            }
+        )
+    except (ValueError, ValidationError) as exc:
+        raise _fail(f"bad monitor parameters: {exc}", 2) from exc
+    try:
+        outcome = run_monitor(params, get_settings().workspace, echo=typer.echo)
+    except (FileNotFoundError, BatchError, ScoringError, SourceError) as exc:
+        raise _fail(f"monitoring failed: {exc}") from exc
+    except CloudWatchError as exc:
+        raise _fail(f"reports written, but publishing to CloudWatch failed: {exc}") from exc
+    typer.echo(outcome.headline())
+    for reason in outcome.decision.reasons:
+        typer.echo(f"  {reason}")
+    for name in ("drift_html", "stability", "trigger"):
+        typer.echo(f"{name:<12} {outcome.paths[name]}")
+    if fail_on_retrain and outcome.decision.retrain:
+        raise typer.Exit(4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Release: the deploy manifest and the post-deployment smoke test
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def manifest(
+    image: Annotated[
+        str, typer.Option("--image", help="image to build, e.g. ghcr.io/lender/creditrisk-api")
+    ] = "creditrisk-api",
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="image tag; default the champion's version")
+    ] = None,
+) -> None:
+    """Deploy manifest of the current champion → reports/deploy_manifest.json."""
+    from creditrisk.io import read_json
+    from creditrisk.registry import RegistryError
+    from creditrisk.release_manifest import write_deploy_manifest
+
+    try:
+        path = write_deploy_manifest(get_settings().workspace, image=image, tag=tag)
+    except RegistryError as exc:  # no champion, or an unreadable promotion ledger
+        raise _fail(f"no deploy manifest: {exc}") from exc
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+    written = read_json(path)
+    model, validation = written["model"], written["validation"]
+    verdict = {True: "passed", False: "FAILED", None: "unknown"}[validation["passed"]]
+    typer.echo(
+        f"{model['registry_uri']} → version {model['version']} (MLflow run "
+        f"{model['mlflow_run_id']}); validation {verdict} ({validation['n_gates']} gates); "
+        f"image {written['image']['reference']}"
+    )
+    for warning in written["warnings"]:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"→ {path}")
+
+
+@app.command()
+def smoke(
+    url: Annotated[
+        str, typer.Option("--url", help="base URL of the running API, e.g. http://127.0.0.1:8000")
+    ],
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="seconds to wait for /ready (and for /predict)")
+    ] = 120.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="CREDITRISK_API_KEY",
+            help="X-API-Key, if the service requires one",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Smoke-test a deployed API: wait for GET /ready, then score the example applicant."""
+    from creditrisk.smoke import SmokeFailed, smoke_test
+
+    try:
+        result = smoke_test(url, timeout=timeout, api_key=api_key)
+    except SmokeFailed as exc:
+        raise _fail(f"smoke test failed: {exc}") from exc
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+    typer.echo(result.describe())
+    typer.echo("smoke test passed")
 
 
 def main() -> None:  # pragma: no cover - console entry point

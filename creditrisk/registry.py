@@ -188,6 +188,13 @@ def current_champion(
     return None if version is None else _model_version(client, model_name, version)
 
 
+def aliases(
+    model_name: str = DEFAULT_MODEL_NAME, *, tracking_uri: str | None = None
+) -> dict[str, str]:
+    """Every alias of the registered model and the version it points at ({} if no model)."""
+    return _aliases(_client(tracking_uri), model_name)
+
+
 def run_metrics(run_id: str, *, tracking_uri: str | None = None) -> dict[str, float]:
     """The metrics logged to an MLflow run (latest value per key), for the consistency gate."""
     return dict(_client(tracking_uri).get_run(run_id).data.metrics)
@@ -269,6 +276,11 @@ def _gates_from_tags(tags: Mapping[str, str]) -> list[Gate] | None:
                 detail=f"from version tags; failed gates: {failed}" if failed else "from tags",
             )
         ]
+
+
+def recorded_gates(model_version: ModelVersion) -> list[Gate] | None:
+    """The gate results :func:`register` stored on a version, or None if it has none."""
+    return _gates_from_tags(model_version.tags or {})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -161,3 +161,67 @@ def embedded_page(path: Path, height: int = 900) -> Any:
         f'<div><iframe srcdoc="{page}" title="{html.escape(Path(path).name)}" '
         f'style="width:100%;height:{height}px;border:1px solid #d0d7de"></iframe></div>'
     )
+
+
+def stability_figure(score_bins: pd.DataFrame, backtest: pd.DataFrame | None = None) -> Any:
+    """Reference and current shares per score bin (the PSI's bins); with outcomes, the realised
+    default rate against the mean PD per score band with the Jeffreys interval."""
+    from matplotlib.figure import Figure
+
+    panels = 2 if backtest is not None else 1
+    fig = Figure(figsize=(6.5 * panels, 3.6))
+    ax = fig.add_subplot(1, panels, 1)
+    positions = range(len(score_bins))
+    ax.bar([p - 0.2 for p in positions], score_bins["expected_share"], 0.4, label="reference")
+    ax.bar([p + 0.2 for p in positions], score_bins["actual_share"], 0.4, label="current")
+    ax.set_xticks(list(positions), list(score_bins["bin"]), rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("share of applicants")
+    ax.set_title("score distribution by reference decile", fontsize=10)
+    ax.legend(fontsize=8)
+    if backtest is not None:
+        bands = backtest[backtest["group"] != "all"]
+        ax2 = fig.add_subplot(1, 2, 2)
+        x = range(len(bands))
+        rate = bands["realised_default_rate"]
+        ax2.errorbar(
+            list(x),
+            rate,
+            yerr=[rate - bands["jeffreys_lower"], bands["jeffreys_upper"] - rate],
+            fmt="o",
+            capsize=4,
+            label="realised default rate (95% Jeffreys)",
+        )
+        ax2.plot(list(x), bands["mean_pd"], "s", color="tab:red", label="mean PD")
+        ax2.set_xticks(list(x), list(bands["group"]))
+        ax2.set_xlabel("score band")
+        ax2.set_title("back-test", fontsize=10)
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_image(figure: Any) -> Any:
+    """A matplotlib figure as an inline PNG: built without pyplot, a figure has no display
+    hook in the kernel and would show as its text repr in the notebook and its HTML record."""
+    from IPython.display import Image
+
+    from creditrisk.modeling.plots import figure_png
+
+    return Image(data=figure_png(figure), format="png")
+
+
+def report_link(path: Path, run_copy: Path | None = None, title: str | None = None) -> Any:
+    """A link to a large self-contained report (e.g. Evidently's): beside the rendered notebook
+    when the pipeline copied it into the run folder, else to the workspace's file."""
+    import html
+    import os
+
+    from IPython.display import HTML
+
+    target = run_copy.name if run_copy is not None else os.path.relpath(path, Path.cwd())
+    size = path.stat().st_size / 1e6
+    label = html.escape(title or path.name)
+    return HTML(
+        f'<p>📄 <a href="{html.escape(target)}" target="_blank">{label}</a> '
+        f"({size:.1f} MB, self-contained; also at <code>{html.escape(str(path))}</code>)</p>"
+    )

@@ -387,6 +387,7 @@ def score_batch(
     work_dir: str | Path | None = None,
     request_id: str | None = None,
     progress: bool = False,
+    features_output: str | Path | None = None,
 ) -> BatchResult:
     """Score every applicant of a raw-table input with the champion (or ``model_uri``).
 
@@ -404,6 +405,8 @@ def score_batch(
         work_dir: Where temporary files go (default: the system's temporary directory).
         request_id: Id of the job in the log line (default: a new UUID).
         progress: Show a progress bar.
+        features_output: Keep the computed features there as Parquet (the monitor reads them);
+            by default they are removed with the other temporary files.
 
     Raises:
         BatchError: The input has no application file, a file cannot be read, or the output
@@ -432,6 +435,9 @@ def score_batch(
             scorer, features, output, chunk_rows=chunk_rows, reasons=reasons, progress=progress
         )
         _write_rejects(rejected_rows, rejects_path)
+        if features_output is not None:
+            Path(features_output).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(features, features_output)
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -18,7 +18,7 @@ from creditrisk.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-STAGES = ["ingest", "features", "train", "evaluate", "validate", "register"]
+STAGES = ["ingest", "features", "train", "evaluate", "validate", "register", "monitor"]
 STEMS = [f"{i:02d}_{name}" for i, name in enumerate(STAGES, start=1)]
 
 #: 2,000 applicants cannot reach the bank's default gates (test AUC about 0.65 on 400 test
@@ -69,7 +69,7 @@ def test_make_pipeline_ends_with_a_champion_then_rerun_skips(tmp_path: Path) -> 
     store = pq.read_table(workspace / "data" / "features" / "feature_store.parquet")
     assert store.column_names == column_names()
     assert store.num_rows == 2317
-    assert "[1/6] ingest" in first.stdout and "[6/6] register" in first.stdout
+    assert "[1/7] ingest" in first.stdout and "[7/7] monitor" in first.stdout
     metrics = json.loads((workspace / "reports" / "metrics.json").read_text())
     mlflow_run_id = stages["train"]["results"]["mlflow_run_id"]
     assert metrics["mlflow_run_id"] == mlflow_run_id
@@ -101,20 +101,30 @@ def test_make_pipeline_ends_with_a_champion_then_rerun_skips(tmp_path: Path) -> 
     assert "CreditRiskPD v1" in (run_dir / "model_card.html").read_text()
     attached = client.list_artifacts(mlflow_run_id, f"pipeline_runs/{record['run_id']}")
     assert sorted(Path(a.path).name for a in attached) == sorted(
-        name for stem in STEMS[2:] for name in (f"{stem}.html", f"{stem}.results.json")
+        name for stem in STEMS[2:6] for name in (f"{stem}.html", f"{stem}.results.json")
     )
     logged_results = mlflow.artifacts.load_dict(
         f"runs:/{mlflow_run_id}/pipeline_runs/{record['run_id']}/05_validate.results.json"
     )
     assert logged_results == stages["validate"]["results"]
+    # The release engineer's file, and the monitor stage on the test split.
+    manifest = json.loads((workspace / "reports" / "deploy_manifest.json").read_text())
+    assert manifest["model"]["version"] == "1"
+    monitored = stages["monitor"]["results"]
+    assert monitored["stream"] == "test_split" and monitored["model_version"] == "1"
+    assert monitored["rows"] == 400 and monitored["retrain"] is False
+    stability = json.loads((workspace / "reports" / "stability.json").read_text())
+    assert len(stability["features"]) == len(column_names()) - 2  # every feature, no id/target
+    assert (run_dir / "drift_report.html").stat().st_size > 100_000  # beside the notebook's HTML
+    assert "drift_report.html" in (run_dir / "07_monitor.html").read_text()
 
     second = make(workspace, "pipeline", "SIZE=tiny", f"PARAMS={TINY_POLICY}")
     assert second.returncode == 0, second.stdout + second.stderr
     rerun_dir, rerun = latest_run(workspace)
     assert rerun_dir != run_dir
-    assert [s["status"] for s in rerun["stages"]] == ["skipped"] * 6
+    assert [s["status"] for s in rerun["stages"]] == ["skipped"] * 7
     assert all(s["reused_from"] == record["run_id"] for s in rerun["stages"])
-    assert second.stdout.count("skipped") == 6
+    assert second.stdout.count("skipped") == 7
 
     # The bank's default gates on the same model: validation fails, the pipeline stops there
     # with the reason in its HTML, and the champion is untouched.
@@ -129,6 +139,7 @@ def test_make_pipeline_ends_with_a_champion_then_rerun_skips(tmp_path: Path) -> 
         "skipped",
         "skipped",
         "failed",
+        "not-run",
         "not-run",
     ]
     html = (strict_dir / "05_validate.html").read_text()
@@ -179,7 +190,7 @@ def test_failed_stage_names_itself_and_its_html(tmp_path: Path, tiny_raw: Path) 
     assert "ingest" in output and "01_ingest.html" in output
     run_dir, record = latest_run(workspace)
     assert record["status"] == "failed"
-    assert [s["status"] for s in record["stages"]] == ["failed"] + ["not-run"] * 5
+    assert [s["status"] for s in record["stages"]] == ["failed"] + ["not-run"] * 6
     html = (run_dir / "01_ingest.html").read_text()
     assert "DAYS_BIRTH" in html and "IngestError" in html
     assert not (workspace / "data" / "features" / "feature_store.parquet").exists()

@@ -27,6 +27,7 @@ from creditrisk.monitoring import (
     jeffreys_interval,
     numeric_table,
 )
+from creditrisk.monitoring.drift import DriftSettings, run_drift, write_drift_report
 from creditrisk.monitoring.freshness import check_freshness
 from creditrisk.monitoring.trigger import RetrainRules, decide, read_history, record_and_decide
 from creditrisk.settings import Workspace
@@ -237,6 +238,84 @@ def test_retrain_needs_k_consecutive_breaches(tmp_path: Path) -> None:
     assert written["rules"]["consecutive"] == 2
     assert len(read_history(history)) == 4
     assert decide([], rules).retrain is False
-    assert RetrainRules(consecutive=1).breaches(drifted) == ["drifted feature share 0.50 > 0.3"]
+    assert RetrainRules(consecutive=1).breaches(drifted) == ["drifted feature share 0.50 > 0.1"]
     with pytest.raises(ValueError):
         RetrainRules(consecutive=0)
+
+
+def drift_frames(rows: int = 3_000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame(
+        {
+            "income": rng.lognormal(11, 0.5, rows),
+            "score": rng.normal(0.5, 0.1, rows),
+            "flag": rng.integers(0, 2, rows),
+            "months": pd.array(rng.integers(0, 60, rows), dtype="Int64"),
+            "kind": rng.choice(["cash", "revolving"], rows, p=[0.9, 0.1]),
+            "empty": np.full(rows, np.nan),
+        }
+    )
+    current = reference.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    return reference, current
+
+
+def test_drift_flags_only_the_shifted_columns() -> None:
+    reference, current = drift_frames()
+    current["income"] *= 1.6  # a large shift of a number
+    current["kind"] = "revolving"  # a category takes over
+    features = ["income", "score", "flag", "months", "kind", "empty"]
+    result = run_drift(reference, current, features, ["kind"])
+
+    assert result.drifted == ["income", "kind"]
+    assert result.skipped == {"empty": "no value in the reference data"}
+    methods = dict(zip(result.columns["column"], result.columns["method"], strict=True))
+    assert methods == {
+        "income": "wasserstein",
+        "score": "wasserstein",
+        "flag": "jensenshannon",  # two values: tested like a category
+        "months": "wasserstein",  # nullable integers are numbers
+        "kind": "jensenshannon",
+    }
+    summary = result.summary
+    assert (summary["tested"], summary["drifted"], summary["skipped"]) == (5, 2, 1)
+    assert summary["drift_share"] == pytest.approx(0.4)
+    assert summary["dataset_drift"] is True  # 0.4 > 0.10
+
+
+def test_drift_of_an_unchanged_batch_and_the_dataset_threshold() -> None:
+    reference, current = drift_frames()
+    features = ["income", "score", "flag", "months", "kind"]
+    calm = run_drift(reference, current, features, ["kind"])
+    assert calm.drifted == [] and calm.summary["dataset_drift"] is False
+
+    current["score"] += 0.05  # half a standard deviation: drifted under Wasserstein 0.1
+    strict = run_drift(reference, current, features, ["kind"], DriftSettings(drift_share=0.2))
+    assert strict.drifted == ["score"] and strict.summary["dataset_drift"] is False  # 0.2 = 0.2
+    lenient = run_drift(
+        reference, current, features, ["kind"], DriftSettings(numeric_threshold=0.6)
+    )
+    assert lenient.drifted == []
+
+
+def test_drift_refuses_an_empty_batch_and_absent_features() -> None:
+    reference, current = drift_frames()
+    with pytest.raises(ValueError, match="empty"):
+        run_drift(reference, current.iloc[:0], ["income"])
+    with pytest.raises(ValueError, match="absent"):
+        run_drift(reference, current.drop(columns="income"), ["income"])
+
+
+def test_drift_reference_sample_is_fixed_and_reports_are_written(tmp_path: Path) -> None:
+    reference, current = drift_frames(rows=4_000)
+    settings = DriftSettings(reference_sample=1_500, seed=4)
+    first = run_drift(reference, current, ["income", "kind"], ["kind"], settings)
+    again = run_drift(reference, current, ["income", "kind"], ["kind"], settings)
+    assert first.summary["reference_sample_rows"] == 1_500
+    assert first.columns["score"].tolist() == again.columns["score"].tolist()
+
+    paths = write_drift_report(first, tmp_path)
+    assert "<html" in paths["html"].read_text(encoding="utf-8")[:2000].lower()
+    written = json.loads(paths["json"].read_text(), parse_constant=pytest.fail)
+    assert written["summary"]["tested"] == 2
+    assert [c["column"] for c in written["columns"]] == ["income", "kind"]
+    assert len(written["evidently"]["metrics"]) == 2

@@ -294,7 +294,12 @@ def save_figures(
     directory = Path(directory)
     written = {}
     for name, figure in figures.items():
-        buffer = BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-        written[name] = write_bytes(directory / f"{name}.png", buffer.getvalue())
+        written[name] = write_bytes(directory / f"{name}.png", figure_png(figure, dpi=dpi))
     return written
+
+
+def figure_png(figure: Figure, *, dpi: int = 120) -> bytes:
+    """The figure rendered as PNG bytes."""
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()

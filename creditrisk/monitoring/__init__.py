@@ -1,5 +1,7 @@
-"""Monitoring the model after it ships: stability of scores and inputs, the PD back-test, data
-freshness (:mod:`.freshness`) and the retrain trigger (:mod:`.trigger`)."""
+"""Monitoring the model after it ships: stability of scores and inputs and the PD back-test
+(:mod:`.stability`), data drift with Evidently (:mod:`.drift`), data freshness
+(:mod:`.freshness`), the retrain trigger (:mod:`.trigger`), CloudWatch metrics
+(:mod:`.cloudwatch`) and the monitor stage that runs them all (:mod:`.monitor`)."""
 
 from creditrisk.monitoring.stability import (
     MISSING,

@@ -1,21 +1,35 @@
 """The retrain trigger: rules a model-risk team signs, applied to the history of monitor runs.
 
-One monitor run is a breach when its score PSI exceeds ``max_score_psi`` or the share of drifted
-input features exceeds ``max_drift_share``. A retrain is called for after ``consecutive`` breaches
-in a row — one noisy batch does not retrain a model. Each run's observation is appended to a small
-JSON-lines history (``reports/monitor_history.jsonl``) so the count survives between runs; the
-decision and why go to ``reports/retrain_trigger.json``.
+One monitor run is a breach when its score PSI exceeds ``max_score_psi``, the share of drifted
+input features exceeds ``max_drift_share``, or — when outcomes are known — the back-test finds the
+mean PD outside the Jeffreys interval of the realised default rate (``calibration``). A retrain
+is called for after ``consecutive`` breaches in a row — one noisy batch does not retrain a model.
+Each run's observation is appended to a small JSON-lines history
+(``reports/monitor_history.jsonl``) so the count survives between runs; the decision and why go
+to ``reports/retrain_trigger.json``.
+
+Breaches count only among comparable runs: the same *stream* (the pipeline's own test split is
+not a production batch) and the same model version (a new champion starts with a clean slate).
+With ``auto_retrain`` the monitor launches the retrain command (:func:`launch_retrain`) as a
+detached process that waits for the workspace lock, so a monitor stage inside a pipeline run can
+call for a retrain without deadlocking on its own run.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from creditrisk.io import append_line, write_json
+from creditrisk.settings import Workspace
 
 
 @dataclass(frozen=True)
@@ -23,8 +37,9 @@ class RetrainRules:
     """When a monitor run is a breach, and how many in a row call for a retrain."""
 
     max_score_psi: float = 0.25
-    max_drift_share: float = 0.30
+    max_drift_share: float = 0.10
     consecutive: int = 2
+    calibration: bool = True
 
     def __post_init__(self) -> None:
         if self.consecutive < 1:
@@ -39,6 +54,14 @@ class RetrainRules:
         share = observation.get("drift_share")
         if share is not None and share > self.max_drift_share:
             reasons.append(f"drifted feature share {share:.2f} > {self.max_drift_share:g}")
+        if self.calibration and observation.get("calibrated") is False:
+            realised, mean_pd = observation.get("realised_default_rate"), observation.get("mean_pd")
+            detail = (
+                f": realised default rate {realised:.4f}, mean PD {mean_pd:.4f}"
+                if realised is not None and mean_pd is not None
+                else ""
+            )
+            reasons.append(f"back-test: mean PD outside the realised rate's interval{detail}")
         return reasons
 
 
@@ -80,14 +103,83 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+#: Observation fields that must match for two monitor runs to count in the same series.
+SERIES_KEYS = ("stream", "model_version")
+
+
 def record_and_decide(
     observation: Mapping[str, Any],
     rules: RetrainRules,
     history_path: Path,
     decision_path: Path,
+    *,
+    series_keys: Sequence[str] = SERIES_KEYS,
 ) -> TriggerDecision:
-    """Append this run to the history, decide on the whole history and write the decision."""
+    """Append this run to the history, decide on its series and write the decision.
+
+    The series is every run in the history whose ``series_keys`` fields equal this one's (a
+    field absent from both counts as equal).
+    """
     append_line(history_path, json.dumps(dict(observation), default=str))
-    decision = decide(read_history(history_path), rules)
-    write_json(decision_path, {**decision.as_dict(), "observation": dict(observation)})
+    series = [
+        past
+        for past in read_history(history_path)
+        if all(past.get(key) == observation.get(key) for key in series_keys)
+    ]
+    decision = decide(series, rules)
+    write_json(
+        decision_path,
+        {
+            **decision.as_dict(),
+            "series": {key: observation.get(key) for key in series_keys},
+            "runs_in_series": len(series),
+            "observation": dict(observation),
+        },
+    )
     return decision
+
+
+def default_retrain_command() -> list[str]:
+    """The whole pipeline, forced, once the workspace is free (waits up to six hours)."""
+    return [sys.executable, "-m", "creditrisk.cli", "run", "--force", "--wait", "21600"]
+
+
+def launch_retrain(
+    workspace: Workspace, command: Sequence[str] | str | None = None
+) -> dict[str, Any]:
+    """Start the retrain command detached from this process; it outlives the monitor.
+
+    Args:
+        workspace: Where it runs (``CREDITRISK_HOME``); its log goes to ``runs/``.
+        command: An argument list or a shell-style string, e.g. a team's
+            ``airflow dags trigger creditrisk``; default :func:`default_retrain_command`.
+
+    Returns:
+        ``pid``, ``command``, ``log`` and ``launched_at``, for ``retrain_trigger.json``.
+    """
+    if isinstance(command, str):
+        command = shlex.split(command)
+    argv = list(command or default_retrain_command())
+    if not argv:
+        raise ValueError("the retrain command is empty")
+    launched_at = datetime.now(UTC)
+    log = workspace.runs / f"retrain-{launched_at:%Y%m%dT%H%M%SZ}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "CREDITRISK_HOME": str(workspace.home)}
+    environment.pop("CREDITRISK_RUN_ID", None)  # the retrain is a run of its own
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            argv,
+            cwd=workspace.home,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not killed with the monitor's process group
+        )
+    return {
+        "pid": process.pid,
+        "command": argv,
+        "log": str(log),
+        "launched_at": launched_at.isoformat(timespec="seconds"),
+    }

@@ -142,6 +142,7 @@ def run_pipeline(
     overrides: Mapping[str, object] = _NO_OVERRIDES,
     kernel_name: str | None = None,
     echo: Echo = print,
+    wait_seconds: float = 0.0,
 ) -> RunRecord:
     """Run the selected stages of the pipeline in a workspace.
 
@@ -156,6 +157,8 @@ def run_pipeline(
         overrides: Parameter overrides, ``{"seed": 7, "ingest.size": "tiny"}``.
         kernel_name: Jupyter kernel; default ``pipeline.yaml``'s ``kernel``.
         echo: Receives one progress line per stage event.
+        wait_seconds: How long to wait for a workspace in use by another run (0: fail at
+            once), e.g. a retrain launched by the monitor stage of a run still in progress.
 
     Returns:
         The run record, as written to ``runs/<run_id>/run.json``.
@@ -180,7 +183,7 @@ def run_pipeline(
     run_id = run_id or new_run_id()
 
     workspace.runs.mkdir(parents=True, exist_ok=True)
-    with _workspace_lock(workspace, run_id):
+    with _workspace_lock(workspace, run_id, wait_seconds):
         record = _start_record(
             config, workspace, run_id, selected, parameters, force, overrides, kernel_name
         )
@@ -689,15 +692,19 @@ def _names(parameters: Mapping[str, object]) -> str:
 
 
 @contextlib.contextmanager
-def _workspace_lock(workspace: Workspace, run_id: str) -> Iterator[None]:
-    """Hold the workspace lock for one run, or raise PipelineLocked naming the holder."""
+def _workspace_lock(workspace: Workspace, run_id: str, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold the workspace lock for one run (waiting up to ``wait_seconds`` for it), or raise
+    PipelineLocked naming the holder."""
     from filelock import FileLock, Timeout
 
     workspace.home.mkdir(parents=True, exist_ok=True)
     lock = FileLock(workspace.lock_file)
     owner_file = _owner_file(workspace)
     try:
-        lock.acquire(blocking=False)
+        if wait_seconds > 0:
+            lock.acquire(timeout=wait_seconds)
+        else:
+            lock.acquire(blocking=False)
     except Timeout:
         holder = _read_owner(owner_file)
         raise PipelineLocked(_locked_message(workspace, holder), holder) from None
