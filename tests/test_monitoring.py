@@ -319,3 +319,32 @@ def test_drift_reference_sample_is_fixed_and_reports_are_written(tmp_path: Path)
     assert written["summary"]["tested"] == 2
     assert [c["column"] for c in written["columns"]] == ["income", "kind"]
     assert len(written["evidently"]["metrics"]) == 2
+
+
+def test_breaches_count_within_one_stream_and_model_version(tmp_path: Path) -> None:
+    rules = RetrainRules(consecutive=2)
+    history, decision_path = tmp_path / "history.jsonl", tmp_path / "retrain_trigger.json"
+    breach = {"stream": "production", "model_version": "3", "score_psi": 0.4}
+    calm_split = {"stream": "test_split", "model_version": "3", "score_psi": 0.0}
+
+    assert not record_and_decide(breach, rules, history, decision_path).retrain
+    # The pipeline's own test split, calm, does not interrupt the production series...
+    assert not record_and_decide(calm_split, rules, history, decision_path).retrain
+    second = record_and_decide(breach, rules, history, decision_path)
+    assert second.retrain and second.breaches_in_a_row == 2
+    written = json.loads(decision_path.read_text())
+    assert written["series"] == {"stream": "production", "model_version": "3"}
+    assert written["runs_in_series"] == 2
+    # ...and a new champion starts with a clean slate.
+    new_model = record_and_decide({**breach, "model_version": "4"}, rules, history, decision_path)
+    assert not new_model.retrain and new_model.breaches_in_a_row == 1
+
+
+def test_a_failed_backtest_is_a_breach_unless_switched_off() -> None:
+    run = {"calibrated": False, "realised_default_rate": 0.108, "mean_pd": 0.123}
+    assert RetrainRules().breaches(run) == [
+        "back-test: mean PD outside the realised rate's interval: "
+        "realised default rate 0.1080, mean PD 0.1230"
+    ]
+    assert RetrainRules(calibration=False).breaches(run) == []
+    assert RetrainRules().breaches({"calibrated": None}) == []  # no outcomes, no test
