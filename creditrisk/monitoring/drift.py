@@ -78,14 +78,8 @@ class DriftResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: summary, per-column rows and the skipped columns."""
-        return {
-            "summary": self.summary,
-            "columns": [
-                {k: _plain(v) for k, v in row.items()}
-                for row in self.columns.to_dict(orient="records")
-            ],
-            "skipped": self.skipped,
-        }
+        payload = {"summary": self.summary, "columns": self.columns, "skipped": self.skipped}
+        return to_json_value(payload)  # type: ignore[return-value]
 
 
 def column_methods(
@@ -266,12 +260,6 @@ def write_drift_report(result: DriftResult, reports: Path) -> dict[str, Path]:
     if result.snapshot is not None:
         with atomic_path(paths["html"], suffix=".html") as temporary:
             result.snapshot.save_html(str(temporary))
-        payload["evidently"] = json.loads(result.snapshot.json())
-    write_json(paths["json"], to_json_value(payload))
+        payload["evidently"] = to_json_value(json.loads(result.snapshot.json()))
+    write_json(paths["json"], payload)
     return paths
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

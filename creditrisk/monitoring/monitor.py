@@ -209,7 +209,9 @@ def run_monitor(
     written = drift_module.write_drift_report(drift, workspace.reports)
     paths = {"drift_html": written["html"], "drift_json": written["json"]}
     mark = lap("drift_report", mark)
-    summary = _summary(params, scorer, workspace, reference, current, score_psi, bands, drift)
+    summary = _summary(
+        params, scorer, workspace, tracking_uri, reference, current, score_psi, bands, drift
+    )
     summary["features_act"] = int((feature_summary["band"] == "act").sum())
     summary["features_watch"] = int((feature_summary["band"] == "watch").sum())
     summary["backtest"] = None if tested is None else _backtest_summary(tested)
@@ -400,6 +402,7 @@ def _summary(
     params: MonitorParams,
     scorer: Any,
     workspace: Workspace,
+    tracking_uri: str,
     reference: Population,
     current: Population,
     score_psi: float,
@@ -419,7 +422,7 @@ def _summary(
         },
         "reference": {
             **_population_summary(reference),
-            **_reference_check(scorer, workspace, tracking.tracking_uri(workspace)),
+            **_reference_check(scorer, workspace, tracking_uri),
         },
         "current": _population_summary(current),
         "score_psi": score_psi,
