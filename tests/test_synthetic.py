@@ -435,3 +435,73 @@ def test_generate_rejects_a_negative_seed(tmp_path: Path) -> None:
 def test_marker_is_valid_json_with_row_counts_per_file(tiny: Path) -> None:
     marker = json.loads((tiny / MARKER_FILE).read_text())
     assert set(marker["files"]) == KAGGLE_FILES
+
+
+# ---------------------------------------------------------------- pinned bytes
+
+#: ``sha256sum *`` of three cheap snapshots, recorded with the generator as it was before its
+#: split from one module (``synthetic.py``) into a package.
+PINNED_SHA256: dict[str, str] = {
+    "tiny seed 42": """
+bb5b6d8bbd020904b56770254d1ed9776e3ae5a67dbfd05e623b54df391c4a80  POS_CASH_balance.csv
+19faa5897281cce089477b0d90e59944cd268442f9b21c734e7f9734dc3862bd  _SYNTHETIC.json
+7e7d4860d77f0912329c37227881ef8b3f308eff0e3fac8fbd26e8beae0ceeff  application_test.csv
+4169af7aace7ac995e18ee52818751020f368109c089fc7a5f967f7ab210ce56  application_train.csv
+c85d93492b9da84a1363ad1441ae1e7da8d3898fa6b5ee6325ae0d0019ae8721  bureau.csv
+c17a037445d2045943b728ce34a9c3f3b2c0c7f113b4972bcf67390dc9a6afcc  bureau_balance.csv
+4f6f6895eb60c1f631223eb20a2dab185a5f49468546bb9c73b627d0d75995d6  credit_card_balance.csv
+d3522ff05cac226a0096c13fed4f624336140f1211023213b2911a1fc0407fc6  installments_payments.csv
+637ceb1ec182dc40f0bce69e791641a451bf9f9bc3ad25080dc038912fc5350d  previous_application.csv
+""",
+    "tiny seed 7": """
+9ec75d5bdea4c05bc27054d4708f9442763c6bbe525da589138764599a31d065  POS_CASH_balance.csv
+05eb1b5b169d617339f1b3cc7ebb346b243ee55e6981a9d0cf45d3acb54748df  _SYNTHETIC.json
+1fcb3ee6c0d1c3d5de06ee302da6442020020fa65a439ed8bb9cfa484fcc12b2  application_test.csv
+41ae63e68253aa8ce5208d219507c232665f4bc8ef3f4eddcf170678b0d7a90e  application_train.csv
+7ab4807f77cbb400409ee40574150ad4c9d840782aa338e1ffcebff3278d5de5  bureau.csv
+777238668f792be586512831b405bb740e6303f18762eb85a400d3f1954079b6  bureau_balance.csv
+41a904b371e72c3994a8eb05793212ac76b80b42f8261900adf82e2088746b6d  credit_card_balance.csv
+f3509fa00f14665ce81782708ccff66ddd3c14bd305744242511fa793994f738  installments_payments.csv
+37219b4073e8dd7c633c3e234e3b0938c98ab8ac1172673991143b066ba7bae3  previous_application.csv
+""",
+    "drifted tiny batch seed 42": """
+3668687502bdb8b6e45383f3e22c86c7247a12420bd7f82a8e6d4a2de32dc48f  POS_CASH_balance.csv
+10e2cd91672e0ff582453e27f4a586b7f7b4e5a1b0195fdf774c04efb9e9b57a  _SYNTHETIC.json
+6567e9f226c42fae3a983595c040dd96749254800b4b8b9f98ec531fb0d22034  application_test.csv
+8c7ce64cdfe272e15fb09ead95241a4ed2d5fdf0a1c6eab6b0208cb792bee05c  bureau.csv
+750741d7e739f283cb0fc45388cfccf2e63d8e53dc886e8a595af654f33a4428  bureau_balance.csv
+62a02d20e2ffc4ef0a59c653eab9a2b923e82f7105f66cc56e5c0500ffa890c5  credit_card_balance.csv
+2cfd00d39904735d03abaf3a004922f78e1c77d28eb21f5d5a738d96ee2d7f6d  installments_payments.csv
+87d925ff8293f1a162e8729d6cb6bb0666ea43ebf7ae3c847d702e3e49a04817  labels.csv
+731af4295b30927308450a409db88779217d01114ac6c07789b2f90ee5ea2011  previous_application.csv
+""",
+}
+
+
+#: Where each pinned snapshot comes from: fixtures that other tests build anyway (fixture name,
+#: batch name). ``tiny_raw`` is the session snapshot of ``conftest.py`` (seed 7).
+PINNED_SNAPSHOTS: dict[str, tuple[str, str | None]] = {
+    "tiny seed 42": ("tiny", None),
+    "tiny seed 7": ("tiny_raw", None),
+    "drifted tiny batch seed 42": ("batches", "drift"),
+}
+
+
+@pytest.mark.parametrize("case", list(PINNED_SHA256))
+def test_output_bytes_are_pinned(case: str, request: pytest.FixtureRequest) -> None:
+    """Every file of a snapshot, the marker included, has the pinned SHA-256.
+
+    Guards that the split of the generator kept its output byte-identical; a change of the
+    generating process must update these hashes on purpose (``sha256sum *`` in a freshly
+    generated directory). The drifted batch uses ``DriftSpec.default()``, as ``creditrisk
+    generate --drift`` does. The snapshots are shared fixtures (``PINNED_SNAPSHOTS``), so this
+    adds no generation of its own.
+    """
+    fixture, batch = PINNED_SNAPSHOTS[case]
+    snapshot = request.getfixturevalue(fixture)
+    directory = snapshot[batch] if batch is not None else snapshot
+    expected = {
+        name: digest
+        for digest, name in (line.split() for line in PINNED_SHA256[case].strip().splitlines())
+    }
+    assert _digests(directory) == expected
