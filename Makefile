@@ -33,21 +33,43 @@ REASON  ?=
 
 RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force) $(foreach p,$(PARAMS),-p '$(p)')
 
-.PHONY: help install pipeline score serve monitor freshness data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench manifest image smoke promote rollback clean
+.PHONY: help install lock pipeline score serve monitor freshness data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench manifest image smoke promote rollback clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1] [PARAMS=\"stage.name=value …\"]\n\n"} \
 	/^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The venv is (re)built only when pyproject.toml changes; the kernel is registered inside it.
-$(STAMP): pyproject.toml
+# The venv holds exactly requirements-dev.lock (hash-checked, installed by uv) and the project,
+# editable, without dependencies; the kernel is registered inside it. It is re-synced when
+# pyproject.toml or the lock changes. uv comes from the lock too: its pinned, hashed entry is the
+# one thing pip installs. `uv pip check` fails when the lock no longer satisfies pyproject.toml's
+# dependencies: run `make lock`.
+UV_FROM_LOCK = $(BIN)/python -m pip install --quiet --require-hashes --no-deps -r <(sed -n '/^uv==/,/[^\\]$$/p' requirements-dev.lock)
+
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(UV_FROM_LOCK)
+	$(BIN)/uv pip sync --quiet --require-hashes --python $(BIN)/python requirements-dev.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip check --quiet --python $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "creditrisk (.venv)" >/dev/null
 	@touch $@
 
 install: $(STAMP) ## Create .venv with the package, dev tools and the Jupyter kernel
+
+# One resolution for Linux, macOS and Windows on Python 3.11 (--universal; --fork-strategy fewest
+# keeps one version of each package rather than newer ones for Python 3.12), from PyPI alone.
+# uv keeps a lock's pins while they still satisfy pyproject.toml; UPGRADE=1 takes the newest.
+# The dev lock is constrained by the runtime lock, so the packages they share agree. Only uv is
+# needed (the venv's, installed from the lock if missing), not an up-to-date venv.
+LOCK_FLAGS = --quiet --universal --fork-strategy fewest --python-version 3.11 --generate-hashes \
+	--default-index https://pypi.org/simple --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+lock: ## Re-resolve both lock files from pyproject.toml with uv (UPGRADE=1: newest versions)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(UV_FROM_LOCK)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra dev -c requirements.lock -o requirements-dev.lock
 
 pipeline: $(STAMP) ## Run the notebook pipeline end to end into runs/<run_id>/
 	$(BIN)/creditrisk run $(RUN_FLAGS)
@@ -84,8 +106,12 @@ test: lint test-unit test-notebooks test-e2e ## Lint, unit tests, notebooks (nbm
 test-unit: $(STAMP) ## Unit, data, runner and S3 tests
 	$(BIN)/pytest -m "not e2e" -n 2 --dist loadgroup
 
-test-notebooks: $(STAMP) ## Execute every notebook with its defaults (nbmake) in a scratch workspace
-	ws=$$(mktemp -d); rc=0; CREDITRISK_HOME=$$ws $(BIN)/pytest -p no:xdist --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=900 notebooks/ || rc=$$?; rm -rf $$ws; exit $$rc
+# As an analyst opens them: a pipeline run builds a workspace with a champion, then every
+# notebook runs top to bottom with its defaults, interactively (writing only to scratch/).
+test-notebooks: $(STAMP) ## Every notebook with its defaults (nbmake), interactively, on a fresh pipeline run's workspace
+	ws=$$(mktemp -d); rc=0; CREDITRISK_HOME=$$ws $(BIN)/creditrisk run --size small || rc=$$?; \
+	[ $$rc -ne 0 ] || CREDITRISK_HOME=$$ws $(BIN)/pytest -p no:xdist --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=900 notebooks/ || rc=$$?; \
+	rm -rf $$ws; exit $$rc
 
 test-e2e: $(STAMP) ## make pipeline SIZE=tiny in a temporary workspace, twice
 	$(BIN)/pytest -m e2e
@@ -109,6 +135,6 @@ promote: $(STAMP) ## Make a registered version the champion (VERSION=N [REASON=�
 rollback: $(STAMP) ## Move champion back to the previous champion, per the promotion ledger ([REASON=…])
 	$(BIN)/creditrisk rollback $(if $(REASON),--reason '$(REASON)')
 
-clean: ## Remove generated data, runs, reports and caches (keeps .venv)
-	rm -rf data runs/*/ runs/latest runs/LATEST runs/.state.json runs/.hash-cache.json reports/* mlflow.db .pytest_cache .ruff_cache
+clean: ## Remove generated data, runs, reports, scratch and caches (keeps .venv)
+	rm -rf data scratch runs/*/ runs/latest runs/LATEST runs/.state.json runs/.hash-cache.json reports/* mlflow.db mlartifacts .pytest_cache .ruff_cache
 	@touch runs/.gitkeep reports/.gitkeep
