@@ -27,9 +27,12 @@ def generate(raw_dir: str, size: str) -> dict:
 
 def ingest(raw_dir: str, workspace: str) -> dict:
     from creditrisk.data.ingest import ingest as run_ingest
+    from creditrisk.io import write_json
     from creditrisk.settings import Workspace
 
-    summary = run_ingest(raw_dir, Workspace(workspace), echo=lambda _line: None)
+    ws = Workspace(workspace)
+    summary = run_ingest(raw_dir, ws.bronze, work_dir=ws.data, echo=lambda _line: None)
+    write_json(ws.ingestion_summary, summary)
     return {
         "rows": sum(t["rows"] for t in summary["tables"].values()),
         "bytes": sum(t["bytes"] or 0 for t in summary["tables"].values()),

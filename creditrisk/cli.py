@@ -1,13 +1,25 @@
-"""The ``creditrisk`` command line (Typer): every Makefile target is a one-liner into it."""
+"""The ``creditrisk`` command line (Typer): every Makefile target is a one-liner into it.
+
+Commands that change the workspace outside the runner (``ingest``, ``features``, ``monitor``,
+``freshness``, ``manifest``, ``promote``, ``rollback``) hold the workspace lock while they run,
+like a pipeline run, and run their stage in pipeline mode; ``creditrisk run`` is the runner.
+This module is the only one of ``creditrisk`` that imports the serving layer (``score``,
+``serve``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from creditrisk.settings import PROJECT_ROOT, get_settings
+
+if TYPE_CHECKING:
+    from creditrisk.stages.context import RunContext
 
 app = typer.Typer(
     name="creditrisk",
@@ -26,6 +38,23 @@ SeedOption = Annotated[int, typer.Option("--seed", help="synthetic data seed")]
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def _governed(stage: str, command: str) -> Iterator[RunContext]:
+    """Hold the workspace lock for a command and give its stage a pipeline-mode context.
+
+    Exits 3 (as ``creditrisk run`` does) when another run holds the workspace.
+    """
+    from creditrisk import locking
+    from creditrisk.pipeline.records import new_run_id
+    from creditrisk.stages.context import governed
+
+    try:
+        with governed(get_settings(), f"cli-{command}-{new_run_id()}") as context:
+            yield context(stage)
+    except locking.WorkspaceLocked as exc:
+        raise _fail(str(exc), 3) from exc
 
 
 @app.command()
@@ -87,13 +116,15 @@ def ingest(
     threads: Annotated[int, typer.Option(help="DuckDB threads, 0 = all cores")] = 0,
 ) -> None:
     """Ingest a snapshot into data/bronze without the notebook (the pipeline runs 01_ingest)."""
-    from creditrisk.data.ingest import IngestError, IngestParams, run_stage
+    from creditrisk.data.ingest import IngestError
+    from creditrisk.stages import ingest as stage
 
-    params = IngestParams(source=source, size=size, seed=seed, threads=threads)
-    try:
-        summary = run_stage(params, get_settings().workspace, echo=typer.echo)
-    except IngestError as exc:
-        raise _fail(f"ingest failed: {exc}") from exc
+    params = stage.Params(source=source, size=size, seed=seed, threads=threads)
+    with _governed("ingest", "ingest") as ctx:
+        try:
+            summary = stage.run(params, ctx, echo=typer.echo).summary
+        except IngestError as exc:
+            raise _fail(f"ingest failed: {exc}") from exc
     typer.echo(f"snapshot {summary['snapshot_id'][:16]}: {summary['status']}")
     for warning in summary["warnings"]:
         typer.echo(f"  warning: {warning}")
@@ -104,12 +135,17 @@ def features(
     threads: Annotated[int, typer.Option(help="DuckDB threads, 0 = all cores")] = 0,
 ) -> None:
     """Build data/features/feature_store.parquet without the notebook."""
-    from creditrisk.features.stage import FeaturesParams, run_stage
+    from creditrisk.stages import features as stage
 
-    summary = run_stage(FeaturesParams(threads=threads), get_settings().workspace)
+    with _governed("features", "features") as ctx:
+        try:
+            outcome = stage.run(stage.Params(threads=threads), ctx)
+        except FileNotFoundError as exc:
+            raise _fail(str(exc)) from exc
+    built = outcome.summary
     typer.echo(
-        f"{summary['rows']:,} applicants x {summary['n_features']} features "
-        f"in {summary['seconds']:.1f} s → {summary['output']}"
+        f"{built.rows:,} applicants x {built.n_features} features "
+        f"in {built.seconds:.1f} s → {outcome.path}"
     )
 
 
@@ -210,28 +246,19 @@ def score(
     Relative paths are relative to the workspace (CREDITRISK_HOME), as everywhere in the
     pipeline: `--input data/raw` is the workspace's raw data.
     """
-    import logging
-    import sys
-
-    from creditrisk import tracking
-    from creditrisk.data.sources import is_s3
     from creditrisk.scoring import ScoringError
-    from serving.batch import BatchError, score_batch
+    from serving.batch import BatchError, score_files
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    workspace = get_settings().workspace
-    source = input if is_s3(input) else str(workspace.home / Path(input).expanduser())
     try:
-        result = score_batch(
-            source,
-            workspace.home / output.expanduser(),
+        result = score_files(
+            get_settings(),
+            input,
+            output,
             model_uri=model_uri,
-            tracking_uri=tracking.tracking_uri(workspace),
-            rejects=None if rejects is None else workspace.home / rejects.expanduser(),
+            rejects=rejects,
             chunk_rows=chunk_rows,
             reasons=reasons,
             memory_limit=memory_limit or None,
-            work_dir=workspace.data if workspace.data.is_dir() else None,
             progress=progress,
         )
     except (BatchError, ScoringError) as exc:
@@ -271,12 +298,14 @@ def promote(
     ] = False,
 ) -> None:
     """Move the alias champion to a registered version of CreditRiskPD."""
-    from creditrisk.registry import RegistryError, promote_version
+    from creditrisk.registry import RegistryError
+    from creditrisk.stages.register import promote_by_hand
 
-    try:
-        record = promote_version(get_settings().workspace, version, reason, force)
-    except RegistryError as exc:
-        raise _fail(f"promotion refused: {exc}") from exc
+    with _governed("register", "promote") as ctx:
+        try:
+            record = promote_by_hand(ctx, version, reason, force)
+        except RegistryError as exc:
+            raise _fail(f"promotion refused: {exc}") from exc
     typer.echo(
         f"{record.model_name}@champion → version {record.version} "
         f"(previous: {record.previous_champion or 'none'})"
@@ -288,12 +317,14 @@ def rollback(
     reason: Annotated[str, typer.Option(help="why, for the promotion ledger")] = "manual rollback",
 ) -> None:
     """Move the alias champion back to the previous champion, per the promotion ledger."""
-    from creditrisk.registry import RegistryError, rollback_champion
+    from creditrisk.registry import RegistryError
+    from creditrisk.stages.register import rollback_by_hand
 
-    try:
-        record = rollback_champion(get_settings().workspace, reason)
-    except RegistryError as exc:
-        raise _fail(f"rollback refused: {exc}") from exc
+    with _governed("register", "rollback") as ctx:
+        try:
+            record = rollback_by_hand(ctx, reason)
+        except RegistryError as exc:
+            raise _fail(f"rollback refused: {exc}") from exc
     typer.echo(
         f"{record.model_name}@champion → version {record.version} "
         f"(was: {record.previous_champion or 'none'})"
@@ -307,6 +338,7 @@ def info() -> None:
 
     settings = get_settings()
     ws = settings.workspace
+    uri = tracking.tracking_uri(settings)
     for label, path in [
         ("workspace", ws.home),
         ("raw data", ws.raw),
@@ -314,11 +346,12 @@ def info() -> None:
         ("feature store", ws.feature_store),
         ("runs", ws.runs),
         ("reports", ws.reports),
-        ("mlflow", tracking.tracking_uri(ws)),
+        ("scratch", ws.scratch),
+        ("mlflow", uri),
     ]:
         typer.echo(f"{label:<14} {path}")
-    if tracking.tracking_uri(ws) != ws.mlflow_uri or (ws.home / "mlflow.db").exists():
-        champion = registry.current_champion(tracking_uri=tracking.tracking_uri(ws))
+    if uri != ws.mlflow_uri or ws.mlflow_db.exists():
+        champion = registry.current_champion(tracking_uri=uri)
         described = (
             "none yet"
             if champion is None
@@ -344,14 +377,16 @@ def freshness(
 ) -> None:
     """Age of each source table's snapshot against a maximum → reports/data_freshness.json."""
     from creditrisk.data.sources import SourceError
-    from creditrisk.monitoring.freshness import check_freshness, write_freshness
+    from creditrisk.io import write_json
+    from creditrisk.monitoring.freshness import check_freshness
+    from creditrisk.stages.monitor import FRESHNESS_FILE
 
-    workspace = get_settings().workspace
-    try:
-        report = check_freshness(source or workspace.raw, max_age_hours=max_age_hours)
-    except (SourceError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
-    path = write_freshness(report, workspace)
+    with _governed("monitor", "freshness") as ctx:
+        try:
+            report = check_freshness(source or ctx.workspace.raw, max_age_hours=max_age_hours)
+        except (SourceError, ValueError) as exc:
+            raise _fail(str(exc)) from exc
+        path = write_json(ctx.workspace.reports / FRESHNESS_FILE, report)
     for row in report["tables"]:
         state = "STALE" if row["stale"] else "ok"
         typer.echo(f"{row['table']:<24} {row['age_hours']:>10} h  {state}")
@@ -399,15 +434,15 @@ def monitor(
 
     from creditrisk.data.sources import SourceError
     from creditrisk.monitoring.cloudwatch import CloudWatchError
-    from creditrisk.monitoring.monitor import MonitorParams, run_monitor
     from creditrisk.pipeline.runner import parse_overrides
     from creditrisk.scoring import ScoringError
-    from serving.batch import BatchError
+    from creditrisk.scoring.batch import BatchError
+    from creditrisk.stages import monitor as stage
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     try:
         extra = parse_overrides(param or [])
-        params = MonitorParams(
+        params = stage.Params(
             **{
                 "current": current,
                 "labels": labels,
@@ -418,12 +453,13 @@ def monitor(
         )
     except (ValueError, ValidationError) as exc:
         raise _fail(f"bad monitor parameters: {exc}", 2) from exc
-    try:
-        outcome = run_monitor(params, get_settings().workspace, echo=typer.echo)
-    except (FileNotFoundError, BatchError, ScoringError, SourceError) as exc:
-        raise _fail(f"monitoring failed: {exc}") from exc
-    except CloudWatchError as exc:
-        raise _fail(f"reports written, but publishing to CloudWatch failed: {exc}") from exc
+    with _governed("monitor", "monitor") as ctx:
+        try:
+            outcome = stage.run(params, ctx, echo=typer.echo)
+        except (FileNotFoundError, BatchError, ScoringError, SourceError) as exc:
+            raise _fail(f"monitoring failed: {exc}") from exc
+        except CloudWatchError as exc:
+            raise _fail(f"reports written, but publishing to CloudWatch failed: {exc}") from exc
     typer.echo(outcome.headline())
     for reason in outcome.decision.reasons:
         typer.echo(f"  {reason}")
@@ -450,14 +486,15 @@ def manifest(
     """Deploy manifest of the current champion → reports/deploy_manifest.json."""
     from creditrisk.io import read_json
     from creditrisk.registry import RegistryError
-    from creditrisk.release_manifest import write_deploy_manifest
+    from creditrisk.stages.register import write_manifest
 
-    try:
-        path = write_deploy_manifest(get_settings().workspace, image=image, tag=tag)
-    except RegistryError as exc:  # no champion, or an unreadable promotion ledger
-        raise _fail(f"no deploy manifest: {exc}") from exc
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from exc
+    with _governed("register", "manifest") as ctx:
+        try:
+            path = write_manifest(ctx, image=image, tag=tag)
+        except RegistryError as exc:  # no champion, or an unreadable promotion ledger
+            raise _fail(f"no deploy manifest: {exc}") from exc
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from exc
     written = read_json(path)
     model, validation = written["model"], written["validation"]
     verdict = {True: "passed", False: "FAILED", None: "unknown"}[validation["passed"]]

@@ -18,13 +18,16 @@ find the champion before the current one. Moves are serialised by a lock file be
 
 A version whose validation failed is never promoted unless forced, and a forced promotion says
 so in the ledger (principle 6: a failed run never moves the champion alias).
+
+What production serves is frozen on the version when it is registered: the decision policy
+(cut-off and score scaling), the headline metrics, the policy deviations it was validated with
+and whether its data were synthetic, as version tags. Serving reads them from the version, so
+nothing written to the version's MLflow run afterwards can change a registered model.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,9 +37,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from creditrisk import tracking
-from creditrisk.governance import Gate, gates_from_report
-from creditrisk.io import IncompleteLineError, append_line, write_json
-from creditrisk.settings import Workspace
+from creditrisk.governance.deviations import Deviation
+from creditrisk.governance.gates import Gate, gates_from_report
+from creditrisk.io import IncompleteLineError, append_line
+from creditrisk.provenance import current_user
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -62,6 +66,13 @@ TAG_VALIDATION_PASSED = "validation_passed"
 TAG_VALIDATION_FAILED = "validation_failed_gates"
 TAG_VALIDATION_GATES = "validation_gates"
 TAG_PIPELINE_RUN_ID = "pipeline_run_id"
+TAG_DECISION_POLICY = "decision_policy"
+TAG_HEADLINE_METRICS = "headline_metrics"
+TAG_DEVIATIONS = "policy_deviations"
+TAG_SYNTHETIC = "synthetic_data"
+
+#: Metrics frozen on a version at registration (what ``/metadata`` reports).
+HEADLINE_METRICS = ("test_auc", "test_gini", "test_ks", "test_brier", "test_ece")
 
 #: Registry servers limit tag values (Databricks to 5000 characters); beyond this the gates tag
 #: drops the free-text details.
@@ -103,6 +114,16 @@ class PromotionRecord(BaseModel):
     pipeline_run_id: str | None = None
     mlflow_run_id: str | None = Field(None, description="MLflow run that produced the version")
     model_source: str | None = Field(None, description="the version's source model URI")
+    decision_policy: dict[str, Any] | None = Field(
+        None, description="the cut-off and score scaling the version serves with"
+    )
+    deviations: list[Deviation] = Field(
+        default_factory=list,
+        description="parameters that differed from pipeline.yaml's policy when it was validated",
+    )
+    synthetic_data: dict[str, Any] | None = Field(
+        None, description="the generator's marker when the training data were synthetic"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,12 +136,8 @@ def champion_uri(model_name: str = DEFAULT_MODEL_NAME) -> str:
     return f"models:/{model_name}@{CHAMPION}"
 
 
-def ledger_path_for(workspace: Workspace) -> Path:
-    """The workspace's promotion ledger: ``reports/promotion_ledger.jsonl``."""
-    return workspace.reports / LEDGER_FILE
-
-
-def _client(tracking_uri: str | None) -> MlflowClient:
+def registry_client(tracking_uri: str | None) -> MlflowClient:
+    """An MLflow client whose registry is the tracking store's."""
     from mlflow import MlflowClient
 
     # The registry lives in the tracking store (SQLite locally, the tracking server's database
@@ -135,18 +152,11 @@ def _error_code(exc: Exception) -> str | None:
 
 
 def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # containers may run as a uid without a passwd entry
-        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return current_user()
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _pipeline_run_id(explicit: str | None) -> str | None:
-    return explicit or os.environ.get("CREDITRISK_RUN_ID") or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +193,7 @@ def current_champion(
     model_name: str = DEFAULT_MODEL_NAME, *, tracking_uri: str | None = None
 ) -> ModelVersion | None:
     """The version the ``champion`` alias points at, or None if there is none yet."""
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     version = _aliases(client, model_name).get(CHAMPION)
     return None if version is None else _model_version(client, model_name, version)
 
@@ -192,32 +202,106 @@ def aliases(
     model_name: str = DEFAULT_MODEL_NAME, *, tracking_uri: str | None = None
 ) -> dict[str, str]:
     """Every alias of the registered model and the version it points at ({} if no model)."""
-    return _aliases(_client(tracking_uri), model_name)
+    return _aliases(registry_client(tracking_uri), model_name)
 
 
 def run_metrics(run_id: str, *, tracking_uri: str | None = None) -> dict[str, float]:
     """The metrics logged to an MLflow run (latest value per key), for the consistency gate."""
-    return dict(_client(tracking_uri).get_run(run_id).data.metrics)
+    return dict(registry_client(tracking_uri).get_run(run_id).data.metrics)
 
 
 def version_for_run(
-    run_id: str, model_name: str = DEFAULT_MODEL_NAME, *, tracking_uri: str | None = None
+    run_id: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    *,
+    tracking_uri: str | None = None,
+    decision_policy: Mapping[str, Any] | None = None,
 ) -> str | None:
     """The version already registered from this MLflow run (the newest if several), or None.
 
     Lets the register stage be re-run without creating a duplicate version of the same model.
+    With ``decision_policy``, only a version frozen with that same policy counts: the same trees
+    with another cut-off are another version (they decide differently).
     """
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     try:
         found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     except MlflowException as exc:
         if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    versions = sorted(int(found_version.version) for found_version in found)
+    matching = list(found)
+    if decision_policy is not None:
+        wanted = json.loads(json.dumps(decision_policy))  # the form a tag round-trips to
+        matching = [v for v in matching if decision_policy_of(v) == wanted]
+    versions = sorted(int(found_version.version) for found_version in matching)
     return str(versions[-1]) if versions else None
+
+
+# ---------------------------------------------------------------------------------------------
+# What a version serves with, frozen at registration
+# ---------------------------------------------------------------------------------------------
+
+
+def _json_tag(model_version: ModelVersion, tag: str) -> Any:
+    text = (model_version.tags or {}).get(tag)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def decision_policy_of(model_version: ModelVersion) -> dict[str, Any] | None:
+    """The decision policy (cut-off, score scaling) frozen on a version, or None (older ones)."""
+    policy = _json_tag(model_version, TAG_DECISION_POLICY)
+    return policy if isinstance(policy, dict) else None
+
+
+def headline_metrics_of(model_version: ModelVersion) -> dict[str, float] | None:
+    """The headline test metrics frozen on a version, or None (older ones)."""
+    metrics = _json_tag(model_version, TAG_HEADLINE_METRICS)
+    if not isinstance(metrics, dict):
+        return None
+    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def deviations_of(model_version: ModelVersion) -> list[Deviation] | None:
+    """The policy deviations a version was validated with, or None when not recorded."""
+    records = _json_tag(model_version, TAG_DEVIATIONS)
+    if not isinstance(records, list):
+        return None
+    try:
+        return [Deviation.model_validate(record) for record in records]
+    except ValidationError:
+        return None
+
+
+def synthetic_data_of(model_version: ModelVersion) -> dict[str, Any] | None:
+    """The synthetic generator's marker when the version was trained on synthetic data."""
+    marker = _json_tag(model_version, TAG_SYNTHETIC)
+    return marker if isinstance(marker, dict) else None
+
+
+def _frozen_tags(
+    decision_policy: Mapping[str, Any] | None,
+    headline_metrics: Mapping[str, float] | None,
+    deviations: Sequence[Deviation] | None,
+    synthetic_data: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    tags = {}
+    if decision_policy is not None:
+        tags[TAG_DECISION_POLICY] = json.dumps(decision_policy, separators=(",", ":"))
+    if headline_metrics is not None:
+        tags[TAG_HEADLINE_METRICS] = json.dumps(dict(headline_metrics), separators=(",", ":"))
+    if deviations is not None:
+        payload = [deviation.model_dump(mode="json") for deviation in deviations]
+        tags[TAG_DEVIATIONS] = json.dumps(payload, separators=(",", ":"))[:_MAX_GATES_TAG]
+    tags[TAG_SYNTHETIC] = json.dumps(dict(synthetic_data)) if synthetic_data else "null"
+    return tags
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +519,10 @@ def register(
     ledger_path: Path | str | None = None,
     pipeline_run_id: str | None = None,
     tracking_uri: str | None = None,
+    decision_policy: Mapping[str, Any] | None = None,
+    headline_metrics: Mapping[str, float] | None = None,
+    deviations: Sequence[Deviation] | None = None,
+    synthetic_data: Mapping[str, Any] | None = None,
 ) -> str:
     """Register a logged model as a new version and point ``challenger`` at it.
 
@@ -448,28 +536,35 @@ def register(
         actor: Who registers; default the OS user.
         reason: Why, for the ledger.
         ledger_path: The promotion ledger; None records nothing (an exploratory registration).
-        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        pipeline_run_id: The pipeline run that registers (None outside the pipeline).
         tracking_uri: The MLflow tracking (and registry) URI; default MLflow's current one.
+        decision_policy: The cut-off and score scaling the version serves with; frozen on it.
+        headline_metrics: Test metrics reported with the version (``/metadata``).
+        deviations: The policy deviations it was validated with (the ledger records them too).
+        synthetic_data: The generator's marker when the training data were synthetic.
 
     Returns:
         The new version number, as a string.
     """
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     gate_list = _gate_list(gates)
-    run_tag = _pipeline_run_id(pipeline_run_id)
+    run_tag = pipeline_run_id
     version_tags = {str(key): str(value) for key, value in (tags or {}).items()}
     version_tags.update(_validation_tags(gate_list))
+    version_tags.update(_frozen_tags(decision_policy, headline_metrics, deviations, synthetic_data))
     if run_tag:
         version_tags[TAG_PIPELINE_RUN_ID] = run_tag
 
     _ensure_registered_model(client, model_name)
-    created = client.create_model_version(
-        model_name,
-        source=model_uri,
-        run_id=run_id,
-        tags=version_tags,
-        model_id=_logged_model_id(model_uri),
-    )
+    # MLflow looks the logged model up through its global store, not this client's.
+    with tracking.using_store(tracking_uri):
+        created = client.create_model_version(
+            model_name,
+            source=model_uri,
+            run_id=run_id,
+            tags=version_tags,
+            model_id=_logged_model_id(model_uri),
+        )
     version = str(created.version)
     if ledger_path is None:
         client.set_registered_model_alias(model_name, CHALLENGER, version)
@@ -493,6 +588,9 @@ def register(
                 pipeline_run_id=run_tag,
                 mlflow_run_id=run_id,
                 model_source=model_uri,
+                decision_policy=dict(decision_policy) if decision_policy is not None else None,
+                deviations=list(deviations or []),
+                synthetic_data=dict(synthetic_data) if synthetic_data else None,
             ),
         )
     return version
@@ -521,7 +619,7 @@ def promote(
             gate results :func:`register` stored in the version's tags.
         ledger_path: The promotion ledger to append to.
         force: Promote even if validation failed or is unknown; recorded as ``forced``.
-        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        pipeline_run_id: The pipeline run that moves the alias (None outside the pipeline).
         tracking_uri: The MLflow tracking (and registry) URI; default MLflow's current one.
 
     Returns:
@@ -534,7 +632,7 @@ def promote(
     if not reason.strip():
         raise ValueError("a promotion needs a reason")
     version = str(version)
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     ledger = Path(ledger_path)
     with _ledger_lock(ledger):
         target = _model_version(client, model_name, version)
@@ -557,14 +655,24 @@ def promote(
             forced=not passed,
             validation_passed=passed,
             gates=gate_list or [],
-            pipeline_run_id=_pipeline_run_id(pipeline_run_id),
+            pipeline_run_id=pipeline_run_id,
             mlflow_run_id=target.run_id,
             model_source=target.source,
+            **_frozen_record_fields(target),
         )
         with _restoring_aliases_on_error(client, model_name, [CHAMPION, PREVIOUS_CHAMPION]):
             _set_aliases(client, model_name, {CHAMPION: version, PREVIOUS_CHAMPION: current})
             append_ledger(ledger, record)
     return record
+
+
+def _frozen_record_fields(target: ModelVersion) -> dict[str, Any]:
+    """What the ledger repeats of the version an alias moves to (it serves with these)."""
+    return {
+        "decision_policy": decision_policy_of(target),
+        "deviations": deviations_of(target) or [],
+        "synthetic_data": synthetic_data_of(target),
+    }
 
 
 def _refusal(model_name: str, version: str, gates: list[Gate] | None) -> str:
@@ -601,7 +709,7 @@ def rollback(
         actor: Who rolls back; default the OS user.
         reason: Why (required).
         ledger_path: The promotion ledger to read and append to.
-        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        pipeline_run_id: The pipeline run that moves the alias (None outside the pipeline).
         tracking_uri: The MLflow tracking (and registry) URI; default MLflow's current one.
 
     Returns:
@@ -613,7 +721,7 @@ def rollback(
     """
     if not reason.strip():
         raise ValueError("a rollback needs a reason")
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     ledger = Path(ledger_path)
     with _ledger_lock(ledger):
         history = champion_history(read_ledger(ledger), model_name)
@@ -643,74 +751,14 @@ def rollback(
             reason=reason,
             validation_passed=_passed(gate_list),
             gates=gate_list or [],
-            pipeline_run_id=_pipeline_run_id(pipeline_run_id),
+            pipeline_run_id=pipeline_run_id,
             mlflow_run_id=target.run_id,
             model_source=target.source,
+            **_frozen_record_fields(target),
         )
         with _restoring_aliases_on_error(client, model_name, [CHAMPION, PREVIOUS_CHAMPION]):
             _set_aliases(
                 client, model_name, {CHAMPION: target_version, PREVIOUS_CHAMPION: next_target}
             )
             append_ledger(ledger, record)
-    return record
-
-
-def write_promotion_report(record: PromotionRecord, workspace: Workspace) -> Path:
-    """Write the latest alias move to ``reports/registry_promotion.json`` (atomically)."""
-    payload = {**record.model_dump(mode="json"), "champion_uri": champion_uri(record.model_name)}
-    return write_json(workspace.reports / PROMOTION_REPORT_FILE, payload)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command-line layer: a workspace in, a record out
-# ---------------------------------------------------------------------------------------------
-
-
-def promote_version(
-    workspace: Workspace,
-    version: str | int,
-    reason: str,
-    force: bool = False,
-    *,
-    model_name: str = DEFAULT_MODEL_NAME,
-    actor: str | None = None,
-) -> PromotionRecord:
-    """``creditrisk promote``: promote a version in the workspace's registry.
-
-    Validation comes from the version's tags (set at registration). The tracking URI is
-    ``$MLFLOW_TRACKING_URI`` or the workspace's ``mlflow.db`` (:func:`tracking.tracking_uri`);
-    the ledger is the workspace's. Also writes ``reports/registry_promotion.json``.
-    """
-    record = promote(
-        version,
-        model_name=model_name,
-        actor=actor,
-        reason=reason,
-        ledger_path=ledger_path_for(workspace),
-        force=force,
-        tracking_uri=tracking.tracking_uri(workspace),
-    )
-    write_promotion_report(record, workspace)
-    return record
-
-
-def rollback_champion(
-    workspace: Workspace,
-    reason: str,
-    *,
-    model_name: str = DEFAULT_MODEL_NAME,
-    actor: str | None = None,
-) -> PromotionRecord:
-    """``creditrisk rollback``: restore the previous champion in the workspace's registry.
-
-    Also writes ``reports/registry_promotion.json``.
-    """
-    record = rollback(
-        model_name=model_name,
-        actor=actor,
-        reason=reason,
-        ledger_path=ledger_path_for(workspace),
-        tracking_uri=tracking.tracking_uri(workspace),
-    )
-    write_promotion_report(record, workspace)
     return record

@@ -12,11 +12,12 @@ Endpoints: ``POST /predict``, ``POST /validate``, ``GET /health``, ``GET /ready`
 docs at ``/docs``. Blocking work runs in plain ``def`` handlers (FastAPI's thread pool), never in
 the event loop.
 
-Settings (environment, prefix ``CREDITRISK_``): ``API_KEY`` (when set, every endpoint but
-``/health`` and ``/ready`` needs ``X-API-Key``), ``MAX_APPLICATIONS`` (more → 413),
-``MAX_BODY_BYTES`` (larger body → 413), ``MODEL_URI``, ``TRACKING_URI``, ``REASONS``, and for
-the scoring worker (:mod:`serving.worker`) ``MAX_BATCH`` (most requests per feature execution),
-``SCORING_THREADS`` and ``FEATURE_PROCESS`` (run the feature SQL in a child process).
+Settings: the ``serving`` section of :class:`creditrisk.settings.Settings` (environment, prefix
+``CREDITRISK_``): ``API_KEY`` (when set, every endpoint but ``/health`` and ``/ready`` needs
+``X-API-Key``), ``MAX_APPLICATIONS`` (more → 413), ``MAX_BODY_BYTES`` (larger body → 413),
+``MODEL_URI``, ``TRACKING_URI``, ``REASONS``, and for the scoring worker (:mod:`serving.worker`)
+``MAX_BATCH`` (most requests per feature execution), ``SCORING_THREADS`` and
+``FEATURE_PROCESS`` (run the feature SQL in a child process).
 """
 
 from __future__ import annotations
@@ -46,12 +47,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from creditrisk import registry
+from creditrisk import tracking
 from creditrisk.data.tables import arrow_schema, tables
-from creditrisk.scoring import DEFAULT_REASONS, Scorer, ScoringError
+from creditrisk.scoring import Scorer, ScoringError
+from creditrisk.settings import ServingSettings, Settings
 from serving.schemas import (
     HISTORY_KEYS,
     ModelRef,
@@ -61,36 +61,13 @@ from serving.schemas import (
     ReasonCodeOut,
     ValidateResponse,
 )
-from serving.worker import DEFAULT_MAX_BATCH, DEFAULT_THREADS, ScoringWorker
+from serving.worker import ScoringWorker
 
 logger = logging.getLogger("creditrisk.api")
 
 EXAMPLE_FILE = Path(__file__).with_name("example_request.json")
 OPEN_PATHS = frozenset({"/health", "/ready"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class ApiSettings(BaseSettings):
-    """The service's settings, from ``CREDITRISK_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="CREDITRISK_", extra="ignore")
-
-    api_key: SecretStr | None = None
-    max_applications: int = 100
-    max_body_bytes: int = 5_000_000
-    model_uri: str = registry.champion_uri()
-    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI or the workspace's store
-    max_batch: int = DEFAULT_MAX_BATCH
-    scoring_threads: int = DEFAULT_THREADS
-    feature_process: bool = True
-    reasons: int = DEFAULT_REASONS
-
-
-def _default_tracking_uri() -> str:
-    from creditrisk import tracking
-    from creditrisk.settings import get_settings
-
-    return tracking.tracking_uri(get_settings().workspace)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,8 +123,9 @@ class Metrics:
 class ServingState:
     """The scorer in service (or why there is none), swapped atomically on reload."""
 
-    def __init__(self, settings: ApiSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: ServingSettings, tracking_uri: str, metrics: Metrics) -> None:
         self.settings = settings
+        self.tracking_uri = tracking_uri
         self.metrics = metrics
         self.scorer: Scorer | None = None
         self.error: str | None = "the model is not loaded yet"
@@ -163,10 +141,7 @@ class ServingState:
         """Resolve the model URI now and put that version in service."""
         with self._reload_lock:
             try:
-                scorer = Scorer.load(
-                    self.settings.model_uri,
-                    tracking_uri=self.settings.tracking_uri or _default_tracking_uri(),
-                )
+                scorer = Scorer.load(self.settings.model_uri, tracking_uri=self.tracking_uri)
             except ScoringError as exc:
                 if self.scorer is None:
                     self.error = str(exc)
@@ -249,7 +224,7 @@ def request_tables(request: PredictRequest) -> dict[str, pa.Table]:
     return tables_by_name
 
 
-def _check(request: PredictRequest, settings: ApiSettings) -> None:
+def _check(request: PredictRequest, settings: ServingSettings) -> None:
     if len(request.applications) > settings.max_applications:
         raise HTTPException(
             413,
@@ -349,14 +324,21 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) -> FastAPI:
-    """The FastAPI app; ``load_model=False`` starts without a model (``/ready`` says 503)."""
-    settings = settings or ApiSettings()
+def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
+    """The FastAPI app; ``load_model=False`` starts without a model (``/ready`` says 503).
+
+    Args:
+        settings: Everything; the app reads its ``serving`` section and the tracking store
+            (``serving.tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the workspace's).
+    """
+    full = settings or Settings()
+    service = full.serving
+    tracking_uri = service.tracking_uri or tracking.tracking_uri(full)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServingState(settings, metrics)
+        state = ServingState(service, tracking_uri, metrics)
         app.state.serving = state
         if load_model:
             import anyio.to_thread
@@ -394,7 +376,7 @@ def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) 
         request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
         request.state.request_id = request_id
         request.state.entities = 0
-        key = settings.api_key
+        key = service.api_key
         if key is not None and request.url.path not in OPEN_PATHS:
             offered = request.headers.get("x-api-key", "")
             if not hmac.compare_digest(offered.encode(), key.get_secret_value().encode()):
@@ -459,9 +441,9 @@ def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) 
         """Score applications: calibrated PD, score, band, decision and adverse reason codes."""
         state = serving(request)
         scorer = state.require()  # this request finishes on this version, whatever reloads
-        _check(body, settings)
+        _check(body, service)
         request.state.entities = len(body.applications)
-        predictions = predict_request(body, scorer, state.worker, settings.reasons)
+        predictions = predict_request(body, scorer, state.worker, service.reasons)
         for prediction in predictions:
             metrics.pd.labels(scorer.info.version).observe(prediction.probability_of_default)
             metrics.decisions.labels(prediction.decision, scorer.info.version).inc()
@@ -479,7 +461,7 @@ def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) 
         body: PredictRequest = predict_body,
     ) -> ValidateResponse:
         """Check a request against the contract without scoring it."""
-        _check(body, settings)
+        _check(body, service)
         request.state.entities = len(body.applications)
         return ValidateResponse(
             request_id=request.state.request_id,
@@ -534,10 +516,10 @@ def create_app(settings: ApiSettings | None = None, *, load_model: bool = True) 
     return app
 
 
-def build_asgi(settings: ApiSettings | None = None, *, load_model: bool = True) -> Any:
+def build_asgi(settings: Settings | None = None, *, load_model: bool = True) -> Any:
     """The app wrapped in the body-size limit: what uvicorn serves."""
-    settings = settings or ApiSettings()
-    return BodyLimit(create_app(settings, load_model=load_model), settings.max_body_bytes)
+    settings = settings or Settings()
+    return BodyLimit(create_app(settings, load_model=load_model), settings.serving.max_body_bytes)
 
 
 def __getattr__(name: str) -> Any:

@@ -35,12 +35,13 @@ import pyarrow as pa
 
 from creditrisk.features.online import OnlineFeatures, RequestKeys, request_keys
 from creditrisk.scoring import Scorer, Scores
+from creditrisk.settings import ServingSettings
 
-#: Default most requests per DuckDB execution (the gain above 8–16 is small).
-DEFAULT_MAX_BATCH = 8
+#: Default most requests per DuckDB execution (the gain above 8–16 is small): the setting's.
+DEFAULT_MAX_BATCH: int = ServingSettings.model_fields["max_batch"].default
 
 #: Default feature threads (one is enough with a feature process: it runs one batch at a time).
-DEFAULT_THREADS = 1
+DEFAULT_THREADS: int = ServingSettings.model_fields["scoring_threads"].default
 
 
 @dataclass

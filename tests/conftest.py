@@ -78,3 +78,22 @@ def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_server
+
+
+KERNEL = "creditrisk"
+
+
+@pytest.fixture(scope="session")
+def kernel() -> str:
+    """The Jupyter kernel papermill runs; the Makefile installs it before pytest (a missing
+    kernel fails the tests that need it: `make test` must have registered it)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL)
+    except NoSuchKernel:
+        pytest.fail(
+            f"Jupyter kernel {KERNEL!r} is not installed: run `make kernel` or `python -m "
+            f"ipykernel install --sys-prefix --name {KERNEL} --display-name {KERNEL}`"
+        )
+    return KERNEL

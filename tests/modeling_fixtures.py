@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 
 from creditrisk.features import catalog
+from creditrisk.modeling.model import TrainedModel, TrainParams
 from creditrisk.modeling.split import Splits, split_applicants
-from creditrisk.modeling.train import TrainedModel, TrainParams, train_model
-from creditrisk.settings import Workspace
+from creditrisk.modeling.train import train_model
+from creditrisk.settings import Settings, Workspace
 
 MODELING_SEED = 11
 
@@ -39,10 +40,14 @@ def _build_snapshot(home: Path) -> None:
     from creditrisk.data import synthetic
     from creditrisk.data.ingest import ingest
     from creditrisk.features.engine import build_feature_store
+    from creditrisk.io import write_json
 
     workspace = Workspace(home)
     synthetic.generate(workspace.raw, size="small", seed=MODELING_SEED)
-    ingest(workspace.raw, workspace, echo=lambda _: None)
+    summary = ingest(
+        str(workspace.raw), workspace.bronze, work_dir=workspace.data, echo=lambda _: None
+    )
+    write_json(workspace.ingestion_summary, summary)
     build_feature_store(workspace.bronze, workspace.feature_store)
 
 
@@ -112,6 +117,11 @@ def trained_application_only(splits: Splits, params: TrainParams) -> TrainedMode
 PIPELINE_RUN_ID = "20261122T000000Z-modeltest"
 
 
+def settings_for(workspace: Workspace) -> Settings:
+    """Settings of a test workspace: its own SQLite store, whatever the caller's environment."""
+    return Settings(home=workspace.home, mlflow={"tracking_uri": None, "registry_uri": None})
+
+
 @dataclass(frozen=True)
 class LoggedRun:
     """A training run logged into the modelling workspace's own SQLite store."""
@@ -126,33 +136,25 @@ class LoggedRun:
 def logged_run(
     modeling_data: ModelingData, splits: Splits, trained: TrainedModel
 ) -> Iterator[LoggedRun]:
-    """Save the splits and log the full model, as the train stage will.
+    """Save the splits and log the full model, as the train stage's ``log`` step does.
 
-    Any MLFLOW_TRACKING_URI of the caller is hidden (the workspace's SQLite store is under
-    test); MLflow's global tracking and registry URIs are unset afterwards.
+    MLflow's global tracking and registry URIs are unset afterwards.
     """
     import mlflow
 
-    from creditrisk.modeling.split import save_splits
-    from creditrisk.modeling.train import log_training_run
+    from creditrisk.stages import train
+    from creditrisk.stages.context import governed
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        patch.setenv("CREDITRISK_RUN_ID", PIPELINE_RUN_ID)
-        workspace = modeling_data.workspace
-        splits_info = save_splits(splits, workspace)
-        run_id, model_uri = log_training_run(
-            trained,
-            splits_info,
-            workspace=workspace,
-            tags={"stage": "03_train"},
-            params_extra={"test_share": 0.2, "split_seed": 42},
-        )
-        try:
-            yield LoggedRun(run_id, model_uri, splits_info, workspace)
-        finally:
-            # Unset, not "restored" to the default: MLflow's default is sqlite:///mlflow.db in
-            # the working directory, and a registry pinned there outlives this module.
-            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    workspace = modeling_data.workspace
+    params = train.Params()
+    with governed(settings_for(workspace), PIPELINE_RUN_ID) as context:
+        ctx = context("train")
+        files = train.save_splits(splits, ctx.outputs.splits, relative_to=ctx.outputs.home)
+        outcome = train.log(params, ctx, trained, train.SplitOutcome(splits, files))
+    try:
+        yield LoggedRun(outcome.mlflow_run_id, outcome.model_uri, files, workspace)
+    finally:
+        # Unset, not "restored" to the default: MLflow's default is sqlite:///mlflow.db in
+        # the working directory, and a registry pinned there outlives this module.
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]

@@ -14,23 +14,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from modeling_fixtures import ModelingData
+from modeling_fixtures import ModelingData, settings_for
 
 from creditrisk.data.tables import tables
-from creditrisk.modeling.release import (
-    RegisterStageParams,
-    ValidateStageParams,
-    run_register,
-    run_validate,
-)
-from creditrisk.modeling.stages import (
-    EvaluateStageParams,
-    TrainStageParams,
-    run_evaluate,
-    run_train,
-)
-from creditrisk.modeling.train import TrainParams
+from creditrisk.modeling.model import TrainParams
+from creditrisk.modeling.train import train_model
 from creditrisk.settings import Workspace
+from creditrisk.stages import evaluate, register, train, validate
+from creditrisk.stages.context import governed
 
 #: Applicants per application file in the slice.
 SLICE_APPLICANTS = 300
@@ -53,19 +44,38 @@ def champion(
     import mlflow
 
     workspace = modeling_data.workspace
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        patch.setenv("CREDITRISK_RUN_ID", "20261122T000000Z-servingtest")
-        run_train(TrainStageParams(model=params), workspace)
-        run_evaluate(EvaluateStageParams(reason_examples=0), workspace)
-        run_validate(ValidateStageParams(), workspace)
-        run_register(RegisterStageParams(), workspace)
-        try:
-            yield Champion(workspace, modeling_snapshot.raw, workspace.mlflow_uri)
-        finally:
-            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    run_stages(workspace, "20261122T000000Z-servingtest", params)
+    try:
+        yield Champion(workspace, modeling_snapshot.raw, workspace.mlflow_uri)
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def run_stages(
+    workspace: Workspace,
+    run_id: str,
+    model: TrainParams | None = None,
+    *,
+    train_params: train.Params | None = None,
+    evaluate_params: evaluate.Params | None = None,
+    validate_params: validate.Params | None = None,
+    register_params: register.Params | None = None,
+) -> register.Outcome:
+    """Train, evaluate, validate and register in pipeline mode, holding the workspace lock.
+
+    ``model`` replaces the hyper-parameters the train stage would use (e.g. one XGBoost thread
+    per test worker); the stages' own defaults otherwise.
+    """
+    with governed(settings_for(workspace), run_id) as context:
+        train_params = train_params or train.Params()
+        ctx = context("train")
+        splits = train.split(train_params, ctx)
+        trained = train_model(splits.splits.train, model or train_params.model_params())
+        train.log(train_params, ctx, trained, splits)
+        evaluate.run(evaluate_params or evaluate.Params(reason_examples=0), context("evaluate"))
+        validate.run(validate_params or validate.Params(), context("validate"))
+        return register.run(register_params or register.Params(), context("register"))
 
 
 def slice_raw(raw: Path, target: Path, applicants: int = SLICE_APPLICANTS) -> Path:

@@ -36,9 +36,9 @@ from creditrisk.features.catalog import COLUMNS, ID_COLUMN
 from creditrisk.features.engine import compute_features
 from creditrisk.governance import metric_gates
 from creditrisk.scoring import Scorer
-from creditrisk.settings import Workspace
-from serving.api import EXAMPLE_FILE, ApiSettings, build_asgi, request_tables
-from serving.batch import score_batch
+from creditrisk.scoring.batch import score_batch
+from creditrisk.settings import ServingSettings, Settings, Workspace
+from serving.api import EXAMPLE_FILE, build_asgi, request_tables
 from serving.schemas import HISTORY_KEYS, PredictRequest
 from serving.worker import ScoringWorker
 
@@ -48,14 +48,19 @@ EXAMPLE = json.loads(EXAMPLE_FILE.read_text())
 GOOD_GATES = {"test_auc": 0.8, "test_ks": 0.4, "test_ece": 0.01, "train_auc": 0.82}
 
 
-def settings_for(champion: Champion, **overrides: Any) -> ApiSettings:
+def api_settings(champion: Champion, **overrides: Any) -> Settings:
+    """Settings of the champion's workspace; ``overrides`` go to the ``serving`` section."""
     values = {"tracking_uri": champion.tracking_uri, "api_key": None, "max_applications": 5}
-    return ApiSettings(**{**values, **overrides})
+    return Settings(
+        home=champion.workspace.home,
+        mlflow={"tracking_uri": None, "registry_uri": None},
+        serving=ServingSettings(**{**values, **overrides}),
+    )
 
 
 @pytest.fixture(scope="module")
 def client(champion: Champion) -> Iterator[TestClient]:
-    with TestClient(build_asgi(settings_for(champion))) as test_client:
+    with TestClient(build_asgi(api_settings(champion))) as test_client:
         yield test_client
 
 
@@ -224,7 +229,7 @@ def test_validate_checks_without_scoring(client: TestClient) -> None:
 
 
 def test_body_larger_than_the_limit_is_413(champion: Champion) -> None:
-    with TestClient(build_asgi(settings_for(champion, max_body_bytes=2_000))) as small:
+    with TestClient(build_asgi(api_settings(champion, max_body_bytes=2_000))) as small:
         response = small.post("/predict", json=EXAMPLE)
         assert response.status_code == 413 and "larger than 2000 bytes" in response.text
         chunked = small.post(
@@ -237,7 +242,7 @@ def test_body_larger_than_the_limit_is_413(champion: Champion) -> None:
 
 
 def test_api_key_guards_everything_but_health_and_ready(champion: Champion) -> None:
-    settings_with_key = settings_for(champion, api_key="s3cret")
+    settings_with_key = api_settings(champion, api_key="s3cret")
     with TestClient(build_asgi(settings_with_key)) as guarded:
         for method, path in (("post", "/predict"), ("get", "/metadata"), ("get", "/metrics")):
             assert getattr(guarded, method)(path).status_code == 401
@@ -251,7 +256,7 @@ def test_api_key_guards_everything_but_health_and_ready(champion: Champion) -> N
 
 
 def test_not_ready_without_a_model(champion: Champion) -> None:
-    absent = settings_for(champion, model_uri="models:/CreditRiskPD@nobody")
+    absent = api_settings(champion, model_uri="models:/CreditRiskPD@nobody")
     with TestClient(build_asgi(absent)) as no_model:
         ready = no_model.get("/ready")
         assert ready.status_code == 503 and "nobody" in ready.json()["reason"]
@@ -467,20 +472,31 @@ def served(champion: Champion, tmp_path: Path) -> Iterator[tuple[str, Workspace]
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [str(Path(sys.executable).parent / "creditrisk"), "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "server.log"
+    # Not the checkout: a working directory of its own, so nothing the server (or MLflow's
+    # defaults) might write lands in the repository.
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
+        answer = "no answer"
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                ready = httpx.get(f"{url}/ready", timeout=2)
+                if ready.status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+                answer = f"HTTP {ready.status_code} {ready.text}"
+            except httpx.TransportError as exc:
+                answer = repr(exc)
+            assert process.poll() is None, log.read_text()
             time.sleep(0.5)
         else:
-            pytest.fail("the server did not become ready in 120 s")
+            pytest.fail(f"the server did not become ready in 120 s: {answer}\n{log.read_text()}")
         yield url, Workspace(home)
     finally:
         process.terminate()
@@ -505,18 +521,17 @@ def test_real_server_scores_guards_and_reloads_after_a_promotion(
 
     # A new version is promoted in the registry the server reads; reload picks it up.
     uri = workspace.mlflow_uri
+    ledger = workspace.reports / registry.LEDGER_FILE
     champion_version = registry.current_champion(tracking_uri=uri)
     assert champion_version is not None
     version = registry.register(
         str(champion_version.source),
         run_id=str(champion_version.run_id),
         gates=metric_gates(GOOD_GATES),
-        ledger_path=registry.ledger_path_for(workspace),
+        ledger_path=ledger,
         tracking_uri=uri,
     )
-    registry.promote(
-        version, reason="test", ledger_path=registry.ledger_path_for(workspace), tracking_uri=uri
-    )
+    registry.promote(version, reason="test", ledger_path=ledger, tracking_uri=uri)
     reloaded = httpx.post(f"{url}/admin/reload", headers=key, timeout=60)
     assert reloaded.status_code == 200, reloaded.text
     assert reloaded.json() == {"previous_version": "1", "version": version}

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from creditrisk.cli import app
 from creditrisk.features.catalog import ID_COLUMN
 from creditrisk.scoring import Scorer, ScoringError
-from serving.batch import BatchError, score_batch
+from creditrisk.scoring.batch import BatchError, score_batch
 
 pytestmark = pytest.mark.xdist_group("serving")
 

@@ -73,8 +73,9 @@ def test_ingest_bad_input_exits_non_zero_with_the_reason(
 
 def test_features_before_ingest_says_what_to_do(workspace: Workspace) -> None:
     result = runner.invoke(app, ["features"])
-    assert result.exit_code != 0
-    assert "run the ingest stage first" in str(result.exception or result.output)
+    # A clean refusal (exit 1, the reason on stderr), not a traceback.
+    assert result.exit_code == 1, result.output
+    assert "run the ingest stage first" in result.output
 
 
 @pytest.mark.parametrize(
@@ -110,8 +111,9 @@ def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
     from creditrisk import registry, tracking
     from creditrisk.governance import metric_gates
 
-    experiment_id = tracking.configure(workspace)
+    experiment_id = tracking.configure(workspace.mlflow_uri)
     gates = metric_gates({"test_auc": 0.8, "test_ks": 0.4, "test_ece": 0.01, "train_auc": 0.81})
+    ledger = workspace.reports / registry.LEDGER_FILE
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(60, 2)), rng.integers(0, 2, 60)
     versions = []
@@ -129,7 +131,7 @@ def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
                 run_id=run.info.run_id,
                 gates=gates,
                 tracking_uri=workspace.mlflow_uri,
-                ledger_path=registry.ledger_path_for(workspace),
+                ledger_path=ledger,
             )
         )
     mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
@@ -148,10 +150,7 @@ def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
     assert f"version {versions[0]}" in result.output
     shown = runner.invoke(app, ["info"])
     assert f"models:/CreditRiskPD@champion → version {versions[0]}" in shown.output
-    actions = [
-        line["action"]
-        for line in map(json.loads, registry.ledger_path_for(workspace).read_text().splitlines())
-    ]
+    actions = [line["action"] for line in map(json.loads, ledger.read_text().splitlines())]
     assert actions[-3:] == ["promote", "promote", "rollback"]
     report = json.loads((workspace.reports / "registry_promotion.json").read_text())
     assert report["action"] == "rollback"
@@ -159,3 +158,31 @@ def test_promote_and_rollback_move_the_champion(workspace: Workspace) -> None:
     result = runner.invoke(app, ["rollback"])
     assert result.exit_code == 1
     assert "rollback refused" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest"],
+        ["features"],
+        ["monitor"],
+        ["freshness"],
+        ["manifest"],
+        ["promote", "--version", "1"],
+        ["rollback"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_commands_that_change_the_workspace_are_refused_while_a_run_holds_it(
+    workspace: Workspace, args: list[str]
+) -> None:
+    """Another run (e.g. the pipeline) holds the workspace lock: refused with exit 3, naming
+    the holder, and nothing is written."""
+    from creditrisk.pipeline.runner import _workspace_lock
+
+    with _workspace_lock(workspace, "20261122T000000Z-running"):
+        result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "in use by run 20261122T000000Z-running" in result.output
+    assert not workspace.reports.exists() and not workspace.data.exists()
+    assert not workspace.mlflow_db.exists()

@@ -27,6 +27,7 @@ from creditrisk.monitoring.cloudwatch import (
     MonitorMetrics,
     publish,
 )
+from creditrisk.settings import Settings
 
 RUN = MonitorMetrics(
     score_psi=0.31,
@@ -189,7 +190,8 @@ def test_publishing_is_off_by_default_and_then_needs_no_aws_setup(
     monkeypatch.delenv("CREDITRISK_CLOUDWATCH_ENABLED", raising=False)
     _forget_aws(monkeypatch, tmp_path, keep_region=False)  # creating a client would now fail
 
-    assert publish(RUN) == {"published": False, "reason": "disabled"}
+    # The settings of a default environment: the cloudwatch section is read from it.
+    assert publish(RUN, Settings().cloudwatch) == {"published": False, "reason": "disabled"}
 
 
 def test_settings_come_from_the_environment(
@@ -202,7 +204,7 @@ def test_settings_come_from_the_environment(
     )
     monkeypatch.setenv("CREDITRISK_CLOUDWATCH_REGION", "eu-west-1")  # not AWS_DEFAULT_REGION
 
-    result = publish(replace(RUN, model_version=None), timestamp=AT)
+    result = publish(replace(RUN, model_version=None), Settings().cloudwatch, timestamp=AT)
 
     assert result["published"] is True
     prod = {"Model": "CreditRiskPD", "Env": "prod"}

@@ -32,10 +32,11 @@ from creditrisk.governance import (
     psi_table,
     raise_for_failures,
     validation_report,
-    write_validation,
 )
-from creditrisk.lineage import build_lineage, write_lineage
-from creditrisk.model_card import render_model_card, write_model_card
+from creditrisk.governance.gates import PSI_EPSILON
+from creditrisk.governance.lineage import LINEAGE_FILE, build_lineage
+from creditrisk.governance.model_card import MODEL_CARD_FILE, render_model_card, write_model_card
+from creditrisk.io import write_json
 from creditrisk.settings import Workspace
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def test_psi_of_identical_samples_is_zero() -> None:
 def test_psi_replaces_empty_bins_by_epsilon() -> None:
     # Actual puts everything in the lower bin: shares 1 and 0 → 1 and 1e-4.
     expected = [0.0] * 5 + [1.0] * 5
-    e, a = 0.5, governance.PSI_EPSILON
+    e, a = 0.5, PSI_EPSILON
     hand = (1 - e) * math.log(1 / e) + (a - e) * math.log(a / e)
     assert psi(expected, [0.0] * 10, bins=2) == pytest.approx(hand)
     assert math.isfinite(hand) and hand > 2
@@ -263,12 +264,17 @@ def test_canary_needs_pds_for_the_same_applicants() -> None:
 def test_validation_report_lists_every_gate(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CREDITRISK_RUN_ID", "20261122T061500Z-3f9a1c")
     weak_model = {**AT_THE_LIMITS, "test_auc": 0.65, "train_auc": 0.68}
     gates = [*metric_gates(weak_model), contracts_gate({"contracts_passed": True})]
-    report = validation_report(gates, thresholds=GateThresholds())
+    report = validation_report(
+        gates, thresholds=GateThresholds(), pipeline_run_id="20261122T061500Z-3f9a1c"
+    )
     assert report["passed"] is False and report["failed"] == ["auc"]
     assert report["pipeline_run_id"] == "20261122T061500Z-3f9a1c"
+    assert report["n_gates"] == 5
+    # The run id is the caller's to give: the environment is not read.
+    monkeypatch.setenv("CREDITRISK_RUN_ID", "20261122T061500Z-3f9a1c")
+    assert validation_report(gates)["pipeline_run_id"] is None
     assert {g["name"] for g in report["gates"]} == {
         "auc",
         "ks",
@@ -279,7 +285,8 @@ def test_validation_report_lists_every_gate(
     auc = next(g for g in report["gates"] if g["name"] == "auc")
     assert (auc["value"], auc["threshold"], auc["passed"]) == (0.65, 0.70, False)
 
-    path = write_validation(report, workspace)
+    # The report is JSON as it stands: written and read back, it is unchanged.
+    path = write_json(workspace.reports / governance.VALIDATION_FILE, report)
     assert path == workspace.reports / "validation.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(report))
 
@@ -353,9 +360,20 @@ def test_lineage_links_model_back_to_data(workspace: Workspace) -> None:
         pipeline_run_id="20261122T061500Z-3f9a1c",
         runs_dir=workspace.runs,
         tracking_uri=workspace.mlflow_uri,
+        code={"git": {"commit": "d" * 40}, "lock_sha256": "e" * 64},
+        parameters={"deviations": [], "policy_followed": True},
     )
 
-    assert list(lineage)[2:] == ["data", "features", "splits", "mlflow", "model", "pipeline_run"]
+    assert list(lineage)[2:] == [
+        "data",
+        "features",
+        "splits",
+        "mlflow",
+        "model",
+        "code",
+        "parameters",
+        "pipeline_run",
+    ]
     assert lineage["data"]["snapshot_id"] == "f" * 64
     assert lineage["data"]["tables"]["application_train"]["sha256"] == "a" * 64
     assert lineage["data"]["tables"]["application_train"]["rows"] == 30
@@ -372,9 +390,12 @@ def test_lineage_links_model_back_to_data(workspace: Workspace) -> None:
         "version": "3",
         "uri": "models:/CreditRiskPD/3",
     }
+    assert lineage["code"] == {"git": {"commit": "d" * 40}, "lock_sha256": "e" * 64}
+    assert lineage["parameters"] == {"deviations": [], "policy_followed": True}
     assert lineage["pipeline_run"]["dir"] == str(workspace.runs / "20261122T061500Z-3f9a1c")
 
-    path = write_lineage(lineage, workspace)
+    # JSON-ready: written to reports/lineage.json and read back, the checksums are intact.
+    path = write_json(workspace.reports / LINEAGE_FILE, lineage)
     assert path == workspace.reports / "lineage.json"
     assert json.loads(path.read_text())["features"]["sha256"] == sha256_of(features)
 
@@ -498,6 +519,7 @@ def test_model_card_accepts_base64_images_and_rejects_other_formats() -> None:
 def test_write_model_card_to_reports_and_run_dir(workspace: Workspace) -> None:
     html = render_model_card(card_context())
     run_dir = workspace.runs / "20261122T061500Z-3f9a1c"
-    paths = write_model_card(html, workspace, run_dir=run_dir)
+    targets = [workspace.reports / MODEL_CARD_FILE, run_dir / MODEL_CARD_FILE]
+    paths = write_model_card(html, targets)
     assert paths == [workspace.reports / "model_card.html", run_dir / "model_card.html"]
     assert all(path.read_text(encoding="utf-8") == html for path in paths)

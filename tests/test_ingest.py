@@ -1,4 +1,10 @@
-"""Stage 01 ingest: checksums, typed Parquet, contracts, integrity, and bad input."""
+"""Stage 01 ingest: checksums, typed Parquet, contracts, integrity, and bad input.
+
+Most tests are about ingesting and call the domain function
+(:func:`creditrisk.data.ingest.ingest`) on a workspace's bronze folder; those about the stage
+(the summary file, where the source comes from, synthetic data on demand, interactive runs)
+run :mod:`creditrisk.stages.ingest` with a run context.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,35 @@ import pyarrow.parquet as pq
 import pytest
 
 from creditrisk.data import synthetic
-from creditrisk.data.ingest import IngestError, ingest, resolve_source
+from creditrisk.data.ingest import IngestError
+from creditrisk.data.ingest import ingest as ingest_snapshot
 from creditrisk.data.tables import tables
-from creditrisk.settings import Workspace
+from creditrisk.settings import Settings, Workspace
+from creditrisk.stages import ingest as stage
+from creditrisk.stages.context import NotInPipeline, RunContext, governed
 
 QUIET = {"echo": lambda _line: None}
+RUN_ID = "20261122T000000Z-ingesttest"
+
+
+def ingest(source: Path | str, workspace: Workspace, **options) -> dict:
+    """Ingest ``source`` into the workspace's bronze folder; the summary (not written)."""
+    return ingest_snapshot(str(source), workspace.bronze, work_dir=workspace.data, **options)
+
+
+def settings_of(workspace: Workspace) -> Settings:
+    return Settings(home=workspace.home, mlflow={"tracking_uri": None, "registry_uri": None})
+
+
+def run_stage(workspace: Workspace, params: stage.Params) -> stage.Outcome:
+    """The ingest stage in pipeline mode, holding the workspace lock."""
+    with governed(settings_of(workspace), RUN_ID) as context:
+        return stage.run(params, context("ingest"), **QUIET)
+
+
+def resolve_source(workspace: Workspace, params: stage.Params, echo=print) -> str:
+    with governed(settings_of(workspace), RUN_ID) as context:
+        return stage.resolve_source(params, context("ingest"), echo)
 
 
 def _sha256(path: Path) -> str:
@@ -47,7 +77,10 @@ def _only_applications(raw: Path) -> Path:
 
 
 def test_ingest_writes_typed_bronze_and_summary(raw_copy: Path, workspace: Workspace) -> None:
-    summary = ingest(raw_copy, workspace, **QUIET)
+    outcome = run_stage(workspace, stage.Params(source=str(raw_copy)))
+    summary = outcome.summary
+    assert outcome.summary_path == workspace.ingestion_summary
+    assert outcome.bronze == workspace.bronze
 
     assert summary["status"] in ("passed", "warning")
     assert summary["contracts_passed"] is True
@@ -71,6 +104,14 @@ def test_ingest_writes_typed_bronze_and_summary(raw_copy: Path, workspace: Works
     assert on_disk["snapshot_id"] == summary["snapshot_id"]
     assert on_disk["source"]["uri"] == str(raw_copy.resolve())
     assert on_disk["source"]["synthetic"]["seed"] == 7
+    # The stage adds the run, its parameters and their deviations from the policy.
+    assert on_disk["run"] == {"mode": "pipeline", "pipeline_run_id": RUN_ID}
+    assert on_disk["parameters"]["source"] == str(raw_copy)
+    assert [(d["parameter"], d["kind"]) for d in on_disk["deviations"]] == [
+        ("source", "operational")
+    ]
+    assert outcome.results()["synthetic"] is True
+    assert outcome.results()["snapshot_id"] == summary["snapshot_id"]
     # Kaggle types survive: integer ids stay integers, EXT scores are doubles, text stays text.
     schema = pq.read_schema(workspace.bronze / "application_train.parquet")
     assert str(schema.field("SK_ID_CURR").type) == "int64"
@@ -82,6 +123,7 @@ def test_same_snapshot_same_id_and_changed_file_new_id(
     raw_copy: Path, workspace: Workspace
 ) -> None:
     first = ingest(raw_copy, workspace, **QUIET)["snapshot_id"]
+    assert not workspace.ingestion_summary.exists()  # the stage writes it, not ingest
     assert ingest(raw_copy, workspace, **QUIET)["snapshot_id"] == first
     _rewrite_csv(raw_copy / "bureau.csv", lambda f: f.drop(index=f.index[:1], inplace=True))
     assert ingest(raw_copy, workspace, **QUIET)["snapshot_id"] != first
@@ -285,7 +327,8 @@ def test_applicant_in_train_and_test(raw_copy: Path, workspace: Workspace) -> No
 
 
 def test_failed_ingest_keeps_previous_snapshot(raw_copy: Path, workspace: Workspace) -> None:
-    first = ingest(raw_copy, workspace, **QUIET)
+    params = stage.Params(source=str(raw_copy))
+    first = run_stage(workspace, params).summary
     before = {p.name: _sha256(p) for p in workspace.bronze.iterdir()}
     summary_before = workspace.ingestion_summary.read_text()
 
@@ -294,7 +337,7 @@ def test_failed_ingest_keeps_previous_snapshot(raw_copy: Path, workspace: Worksp
 
     _rewrite_csv(raw_copy / "application_train.csv", edit)
     with pytest.raises(IngestError):
-        ingest(raw_copy, workspace, **QUIET)
+        run_stage(workspace, params)
 
     assert {p.name: _sha256(p) for p in workspace.bronze.iterdir()} == before
     assert workspace.ingestion_summary.read_text() == summary_before
@@ -310,7 +353,8 @@ def test_failed_ingest_keeps_previous_snapshot(raw_copy: Path, workspace: Worksp
 
 def test_default_source_generates_synthetic_data_on_demand(workspace: Workspace) -> None:
     messages: list[str] = []
-    uri = resolve_source(None, workspace, size=300, seed=3, echo=messages.append)
+    params = stage.Params(size="300", seed=3)
+    uri = resolve_source(workspace, params, echo=messages.append)
     assert uri == str(workspace.raw)
     assert synthetic.read_marker(workspace.raw)["n_applicants"] == 300
     assert "generating synthetic" in messages[0]
@@ -318,12 +362,12 @@ def test_default_source_generates_synthetic_data_on_demand(workspace: Workspace)
     # Same size and seed: reused, nothing regenerated.
     stamp = (workspace.raw / "application_train.csv").stat().st_mtime_ns
     messages.clear()
-    resolve_source(None, workspace, size=300, seed=3, echo=messages.append)
+    resolve_source(workspace, params, echo=messages.append)
     assert messages == []
     assert (workspace.raw / "application_train.csv").stat().st_mtime_ns == stamp
 
     # Another size: regenerated.
-    resolve_source(None, workspace, size=400, seed=3, echo=messages.append)
+    resolve_source(workspace, stage.Params(size="400", seed=3), echo=messages.append)
     assert synthetic.read_marker(workspace.raw)["n_applicants"] == 400
 
 
@@ -331,8 +375,32 @@ def test_real_files_in_data_raw_are_never_replaced(raw_copy: Path, workspace: Wo
     shutil.copytree(raw_copy, workspace.raw)
     (workspace.raw / "_SYNTHETIC.json").unlink()  # now it looks like a lender's own files
     before = _sha256(workspace.raw / "application_train.csv")
-    resolve_source(None, workspace, size=123, seed=1, **QUIET)
+    uri = resolve_source(workspace, stage.Params(size="123", seed=1), **QUIET)
+    assert uri == str(workspace.raw)
     assert _sha256(workspace.raw / "application_train.csv") == before
+
+
+def test_an_interactive_run_writes_only_its_scratch_folder(workspace: Workspace) -> None:
+    settings = settings_of(workspace)
+    with pytest.raises(NotInPipeline):  # a run id alone, without the lock, is not a pipeline
+        RunContext.pipeline("ingest", settings, RUN_ID)
+    ctx = RunContext.interactive("ingest", settings)
+    scratch = workspace.scratch / "01_ingest"
+    messages: list[str] = []
+
+    outcome = stage.run(stage.Params(size="300", seed=3), ctx, echo=messages.append)
+
+    # data/raw is empty: the synthetic data are generated into the scratch folder instead.
+    assert "an interactive run leaves data/raw as is" in messages[0]
+    assert outcome.summary["source"]["uri"] == str(scratch / "data" / "raw")
+    assert synthetic.read_marker(scratch / "data" / "raw")["n_applicants"] == 300
+    assert outcome.summary_path == scratch / "reports" / "ingestion_summary.json"
+    assert outcome.bronze == scratch / "data" / "bronze"
+    assert (outcome.bronze / "application_train.parquet").exists()
+    assert outcome.summary["run"] == {"mode": "interactive", "pipeline_run_id": None}
+    # Nothing of the workspace itself is written.
+    assert not workspace.raw.exists() and not workspace.bronze.exists()
+    assert not workspace.ingestion_summary.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,6 +428,7 @@ def test_ingest_from_s3(tiny_raw: Path, workspace: Workspace, s3_env: str) -> No
         assert entry["sha256"] == _sha256(tiny_raw / spec.file_name)
     local = Workspace(workspace.home / "local")
     local_summary = ingest(tiny_raw, local, **QUIET)
+    assert local_summary["source"]["kind"] == "local"
     assert summary["snapshot_id"] == local_summary["snapshot_id"]
     con = duckdb.connect()
     for name in tables():

@@ -40,17 +40,10 @@ from creditrisk import tracking
 from creditrisk.features import catalog
 from creditrisk.features.catalog import ID_COLUMN, TARGET_COLUMN
 from creditrisk.io import read_json
+from creditrisk.modeling.model import BIAS_COLUMN, Calibrator, TrainedModel, TrainParams
 from creditrisk.modeling.split import Splits, check_disjoint, load_splits, split_applicants
-from creditrisk.modeling.train import (
-    BIAS_COLUMN,
-    Calibrator,
-    TrainedModel,
-    TrainParams,
-    carve_folds,
-    fit_calibrator,
-    train_model,
-)
-from creditrisk.settings import Workspace
+from creditrisk.modeling.train import carve_folds, fit_calibrator, train_model
+from creditrisk.settings import Settings, Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("modeling")]
 
@@ -107,14 +100,14 @@ def test_saved_splits_round_trip_with_their_hashes(logged_run: LoggedRun, splits
         path = logged_run.workspace.home / entry["path"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
         assert entry["rows"] == len(getattr(splits, name))
-    loaded = load_splits(logged_run.workspace)
+    loaded = load_splits(logged_run.workspace.splits)
     pd.testing.assert_frame_equal(loaded.train, splits.train)
     pd.testing.assert_frame_equal(loaded.test, splits.test)
 
 
 def test_load_splits_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="train split"):
-        load_splits(Workspace(tmp_path))
+        load_splits(Workspace(tmp_path).splits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,15 +387,16 @@ def test_importance_covers_every_feature(trained: TrainedModel) -> None:
 def test_tracking_uri_prefers_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workspace = Workspace(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.tracking_uri(workspace) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    assert tracking.artifact_location(tracking.tracking_uri(workspace), workspace) == (
+    uri = tracking.tracking_uri(Settings(home=tmp_path))
+    assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    # Artifacts go beside the SQLite database, one folder per experiment.
+    assert tracking.artifact_location(uri) == (
         (tmp_path.resolve() / "mlartifacts" / "creditrisk_pd").as_uri()
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
-    assert tracking.tracking_uri(workspace) == "http://mlflow.internal:5000"
-    assert tracking.artifact_location("http://mlflow.internal:5000", workspace) is None
+    assert tracking.tracking_uri(Settings(home=tmp_path)) == "http://mlflow.internal:5000"
+    assert tracking.artifact_location("http://mlflow.internal:5000") is None
 
 
 def test_run_records_params_metrics_and_lineage(
@@ -427,7 +421,8 @@ def test_run_records_params_metrics_and_lineage(
     tags = run.data.tags
     summary = read_json(logged_run.workspace.ingestion_summary)
     assert tags["pipeline_run_id"] == PIPELINE_RUN_ID
-    assert tags["stage"] == "03_train"
+    assert tags["mode"] == "pipeline"
+    assert tags["synthetic_data"] == "true"
     assert tags["feature_sql_hash"] == catalog.sql_hash()
     assert tags["data_snapshot_id"] == summary["snapshot_id"]
     assert tags["data_sha256.bureau"] == summary["tables"]["bureau"]["sha256"]
@@ -446,7 +441,7 @@ def test_configure_does_not_export_the_store_to_the_environment(
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert "MLFLOW_EXPERIMENT_ID" not in os.environ
     other = Workspace(tmp_path)
-    assert tracking.tracking_uri(other) == other.mlflow_uri
+    assert tracking.tracking_uri(Settings(home=tmp_path)) == other.mlflow_uri
 
 
 def test_logged_model_predicts_the_calibrated_pd(

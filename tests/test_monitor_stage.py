@@ -15,21 +15,32 @@ from pathlib import Path
 
 import boto3
 import pytest
-from modeling_fixtures import modeling_data, modeling_snapshot, params  # noqa: F401
+from modeling_fixtures import modeling_data, modeling_snapshot, params, settings_for  # noqa: F401
 from serving_fixtures import Champion, champion  # noqa: F401
 from typer.testing import CliRunner
 
 from creditrisk.cli import app
 from creditrisk.data import synthetic
-from creditrisk.monitoring.monitor import MonitorParams, run_monitor
+from creditrisk.pipeline.records import new_run_id
 from creditrisk.pipeline.runner import PipelineLocked, _workspace_lock
 from creditrisk.scoring import ScoringError
 from creditrisk.settings import Workspace
+from creditrisk.stages import monitor
+from creditrisk.stages.context import governed
 
 # Its own group: the runs below share one champion workspace (module fixtures) and its history.
 pytestmark = pytest.mark.xdist_group("monitor")
 
 BATCH_APPLICANTS = 2_000
+
+
+def run_monitor(params: monitor.Params, workspace: Workspace) -> monitor.Outcome:
+    """The monitor stage in pipeline mode, as a run of its own holding the workspace lock.
+
+    The settings are read when called, so CREDITRISK_CLOUDWATCH_* set by a test apply.
+    """
+    with governed(settings_for(workspace), f"{new_run_id()}-monitortest") as context:
+        return monitor.run(params, context("monitor"))
 
 
 def _strict_json(path: Path) -> dict:
@@ -51,7 +62,7 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def test_split_run(champion: Champion) -> dict:
-    outcome = run_monitor(MonitorParams(), champion.workspace)
+    outcome = run_monitor(monitor.Params(), champion.workspace)
     return {"outcome": outcome, "stability": _strict_json(outcome.paths["stability"])}
 
 
@@ -107,7 +118,7 @@ def test_a_drifted_batch_is_flagged_and_an_undrifted_one_is_not(
     champion: Champion, batches: dict[str, Path], s3_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workspace = champion.workspace
-    same = run_monitor(MonitorParams(current=str(batches["same"])), workspace)
+    same = run_monitor(monitor.Params(current=str(batches["same"])), workspace)
     assert same.summary["stream"] == "production"
     assert same.summary["current"]["rows"] == BATCH_APPLICANTS
     # At most a noisy heavy-tailed column or two on 2,000 applicants; no dataset drift.
@@ -125,7 +136,7 @@ def test_a_drifted_batch_is_flagged_and_an_undrifted_one_is_not(
     monkeypatch.setenv("CREDITRISK_CLOUDWATCH_ENABLED", "true")
     monkeypatch.setenv("CREDITRISK_CLOUDWATCH_NAMESPACE", namespace)
     monkeypatch.setenv("CREDITRISK_CLOUDWATCH_DIMENSIONS", '{"Environment": "test"}')
-    drifted = run_monitor(MonitorParams(current=str(batches["drifted"])), workspace)
+    drifted = run_monitor(monitor.Params(current=str(batches["drifted"])), workspace)
 
     s = drifted.summary
     assert s["drift"]["drifted"] >= 13 and s["drift"]["dataset_drift"] is True
@@ -152,7 +163,7 @@ def test_a_second_breach_in_a_row_calls_for_the_retrain_and_launches_it(
 ) -> None:
     """Two monitor runs of the drifted batch: the second is breach 2 of 2 (whatever ran before
     in this workspace, the newest run counts last)."""
-    run_monitor(MonitorParams(current=str(batches["drifted"])), champion.workspace)
+    run_monitor(monitor.Params(current=str(batches["drifted"])), champion.workspace)
     marker = tmp_path / "retrain-ran"
     command = shlex.join(
         [
@@ -210,7 +221,7 @@ def test_monitoring_without_a_champion_fails_clearly(
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ScoringError, match="CreditRiskPD"):
-        run_monitor(MonitorParams(), Workspace(tmp_path))
+        run_monitor(monitor.Params(), Workspace(tmp_path))
 
 
 def test_a_retrain_waits_for_the_workspace_lock(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from creditrisk import governance
 from creditrisk.cli import app
+from creditrisk.locking import workspace_lock
 from creditrisk.monitoring import (
     MISSING,
     PSI_EPSILON,
@@ -198,6 +199,20 @@ def test_freshness_cli_fails_on_stale(workspace: Workspace) -> None:
     assert stale.exit_code == 1
     assert "bureau" in stale.output
     assert CliRunner().invoke(app, ["freshness"]).exit_code == 0  # reported, not enforced
+
+
+def test_freshness_cli_refuses_while_another_run_holds_the_workspace(
+    workspace: Workspace,
+) -> None:
+    workspace.raw.mkdir(parents=True)
+    _touch(workspace.raw / "application_test.csv", 1, datetime.now(UTC))
+    with workspace_lock(workspace, "20261122T000000Z-other"):
+        locked = CliRunner().invoke(app, ["freshness"])
+    assert locked.exit_code == 3, locked.output
+    assert "20261122T000000Z-other" in locked.output
+    assert not (workspace.reports / "data_freshness.json").exists()
+    assert CliRunner().invoke(app, ["freshness"]).exit_code == 0  # released: it runs
+    assert (workspace.reports / "data_freshness.json").exists()
 
 
 def test_freshness_of_an_s3_prefix_reads_last_modified(s3_env: str) -> None:

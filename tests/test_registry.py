@@ -19,6 +19,7 @@ import pytest
 
 from creditrisk import registry, tracking
 from creditrisk.governance import consistency_gate, metric_gates
+from creditrisk.governance.deviations import Deviation
 from creditrisk.registry import (
     LedgerError,
     PromotionRecord,
@@ -27,14 +28,14 @@ from creditrisk.registry import (
     champion_uri,
     current_champion,
     promote,
-    promote_version,
     read_ledger,
     register,
     rollback,
-    rollback_champion,
     run_metrics,
 )
-from creditrisk.settings import Workspace
+from creditrisk.settings import Settings, Workspace
+from creditrisk.stages import register as register_stage
+from creditrisk.stages.context import NotInPipeline, RunContext, governed
 
 GOOD_METRICS = {"test_auc": 0.78, "test_ks": 0.42, "test_ece": 0.01, "train_auc": 0.80}
 WEAK_METRICS = {"test_auc": 0.61, "test_ks": 0.18, "test_ece": 0.01, "train_auc": 0.63}
@@ -138,12 +139,9 @@ def champion_pd() -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_register_creates_the_model_and_sets_challenger(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_register_creates_the_model_and_sets_challenger(store: Store) -> None:
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("CREDITRISK_RUN_ID", "20261122T061500Z-3f9a1c")
     model_uri, run_id = store.log_model()
     version = register(
         model_uri,
@@ -152,6 +150,7 @@ def test_register_creates_the_model_and_sets_challenger(
         gates=metric_gates(GOOD_METRICS),
         actor="analyst",
         ledger_path=store.ledger,
+        pipeline_run_id="20261122T061500Z-3f9a1c",
     )
 
     assert version == "1"
@@ -174,6 +173,82 @@ def test_register_creates_the_model_and_sets_challenger(
     assert datetime.fromisoformat(entry.timestamp).utcoffset().total_seconds() == 0  # type: ignore[union-attr]
 
     assert store.register() == "2" and aliases() == {"challenger": "2"}
+
+
+def test_pipeline_run_id_is_never_taken_from_the_environment(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("CREDITRISK_RUN_ID", "20261122T061500Z-3f9a1c")
+    version = store.register()
+    assert "pipeline_run_id" not in MlflowClient().get_model_version("CreditRiskPD", version).tags
+    record = promote(version, reason="by hand", ledger_path=store.ledger)
+    assert record.pipeline_run_id is None
+    assert [r.pipeline_run_id for r in read_ledger(store.ledger)] == [None, None]
+
+
+POLICY = {
+    "decision": {"policy": "expected_profit", "threshold": 0.18},
+    "score_scaling": {"base_score": 600.0, "base_odds": 50.0, "pdo": 20.0},
+}
+RELAXED = Deviation(
+    stage="validate", parameter="min_auc", value=0.6, policy=0.7, kind="relaxed", meaning="m"
+)
+
+
+def test_register_freezes_what_the_version_serves_with(store: Store) -> None:
+    from mlflow import MlflowClient
+
+    model_uri, run_id = store.log_model()
+    synthetic = {"generator": "creditrisk.data.synthetic", "n_applicants": 2000, "seed": 42}
+    version = register(
+        model_uri,
+        run_id=run_id,
+        gates=metric_gates(GOOD_METRICS),
+        ledger_path=store.ledger,
+        decision_policy=POLICY,
+        headline_metrics={"test_auc": 0.78, "test_ks": 0.42},
+        deviations=[RELAXED],
+        synthetic_data=synthetic,
+    )
+
+    frozen = MlflowClient().get_model_version("CreditRiskPD", version)
+    assert registry.decision_policy_of(frozen) == POLICY
+    assert registry.headline_metrics_of(frozen) == {"test_auc": 0.78, "test_ks": 0.42}
+    assert registry.deviations_of(frozen) == [RELAXED]
+    assert registry.synthetic_data_of(frozen) == synthetic
+    (entry,) = read_ledger(store.ledger)
+    assert entry.decision_policy == POLICY and entry.deviations == [RELAXED]
+    assert entry.synthetic_data == synthetic
+    # The alias move repeats what the version serves with, read from the version itself.
+    record = promote(version, reason="first", ledger_path=store.ledger)
+    assert record.decision_policy == POLICY and record.deviations == [RELAXED]
+    assert record.synthetic_data == synthetic
+    assert read_ledger(store.ledger)[-1] == record
+
+    # A version registered without them reads as "not recorded".
+    bare = MlflowClient().get_model_version("CreditRiskPD", store.register())
+    assert registry.decision_policy_of(bare) is None
+    assert registry.headline_metrics_of(bare) is None
+    assert registry.deviations_of(bare) is None
+    assert registry.synthetic_data_of(bare) is None
+
+
+def test_version_for_run_tells_versions_apart_by_their_decision_policy(store: Store) -> None:
+    model_uri, run_id = store.log_model()
+    assert registry.version_for_run(run_id) is None
+    first = register(model_uri, run_id=run_id, ledger_path=store.ledger, decision_policy=POLICY)
+    other = {**POLICY, "decision": {"policy": "expected_profit", "threshold": 0.31}}
+    second = register(model_uri, run_id=run_id, ledger_path=store.ledger, decision_policy=other)
+
+    assert (first, second) == ("1", "2")
+    assert registry.version_for_run(run_id) == "2"  # the newest, whatever its policy
+    assert registry.version_for_run(run_id, decision_policy=POLICY) == "1"
+    assert registry.version_for_run(run_id, decision_policy=other) == "2"
+    third = {**POLICY, "decision": {"policy": "expected_profit", "threshold": 0.5}}
+    assert registry.version_for_run(run_id, decision_policy=third) is None
+    assert registry.version_for_run("0" * 32) is None
 
 
 def test_consistency_gate_against_the_logged_run(store: Store) -> None:
@@ -379,16 +454,27 @@ def test_cli_layer_promotes_and_rolls_back_in_the_workspace(
     second = workspace_store.register()
     # Without MLFLOW_TRACKING_URI the workspace's own mlflow.db is the registry.
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.tracking_uri(workspace) == workspace.mlflow_uri
+    settings = Settings(home=workspace.home)
+    assert tracking.tracking_uri(settings) == workspace.mlflow_uri
 
-    record = promote_version(workspace, first, "first champion")
+    # Outside a governed run a promotion by hand is refused, and nothing moves.
+    with pytest.raises(NotInPipeline, match="promoting a version"):
+        register_stage.promote_by_hand(RunContext.interactive("register", settings), first, "x")
+    assert "champion" not in aliases()
+    assert [r.action for r in read_ledger(workspace_store.ledger)] == ["register", "register"]
+    # As `creditrisk promote` / `creditrisk rollback` do it: holding the workspace lock.
+    run_id = "20261122T061500Z-byhand"
+    with governed(settings, run_id) as context:
+        record = register_stage.promote_by_hand(context("register"), first, "first champion")
     assert record.version == "1"
-    record = promote_version(workspace, second, "retrained")
+    with governed(settings, run_id) as context:
+        record = register_stage.promote_by_hand(context("register"), second, "retrained")
     report = json.loads((workspace.reports / "registry_promotion.json").read_text())
     assert report["version"] == "2" and report["previous_champion"] == "1"
     assert report["champion_uri"] == "models:/CreditRiskPD@champion"
 
-    record = rollback_champion(workspace, "bad scores")
+    with governed(settings, run_id) as context:
+        record = register_stage.rollback_by_hand(context("register"), "bad scores")
     assert (record.action, record.version) == ("rollback", "1")
     report = json.loads((workspace.reports / "registry_promotion.json").read_text())
     assert report["action"] == "rollback" and report["version"] == "1"

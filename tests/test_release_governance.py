@@ -34,13 +34,14 @@ import jinja2
 import pytest
 import yaml
 from conftest import free_port
-from modeling_fixtures import modeling_data, modeling_snapshot, params  # noqa: F401
+from modeling_fixtures import modeling_data, modeling_snapshot, params, settings_for  # noqa: F401
 from serving_fixtures import Champion, champion  # noqa: F401
 from typer.testing import CliRunner
 
-from creditrisk import registry, tracking
+from creditrisk import registry
 from creditrisk.cli import app
 from creditrisk.features import catalog
+from creditrisk.governance.manifest import MANIFEST_FILE, SERVICE_ENDPOINTS, NoChampion
 from creditrisk.io import read_json, write_json
 from creditrisk.orchestration.airflow_dag import (
     FRESHNESS_TASK,
@@ -48,9 +49,11 @@ from creditrisk.orchestration.airflow_dag import (
     build_dag,
     stage_commands,
 )
-from creditrisk.release_manifest import NoChampion, manifest_path_for, write_deploy_manifest
-from creditrisk.settings import PROJECT_ROOT, Workspace
-from serving.api import ApiSettings
+from creditrisk.pipeline.records import new_run_id
+from creditrisk.settings import PROJECT_ROOT, MlflowSettings, ServingSettings, Settings, Workspace
+from creditrisk.stages import register
+from creditrisk.stages.context import governed
+from serving.api import create_app
 
 pytestmark = pytest.mark.xdist_group("release")
 
@@ -60,6 +63,8 @@ DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
 PIPELINE_YAML = PROJECT_ROOT / "pipeline.yaml"
 BIN = Path(sys.executable).parent
+#: The variable naming the MLflow store (``Settings.mlflow.tracking_uri``).
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 def strict_json(path: Path) -> Any:
@@ -69,6 +74,16 @@ def strict_json(path: Path) -> Any:
         raise ValueError(f"{path}: {constant} is not JSON")
 
     return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def write_deploy_manifest(workspace: Workspace, **options: Any) -> Path:
+    """``reports/deploy_manifest.json`` as the register stage writes it, holding the lock."""
+    with governed(settings_for(workspace), f"{new_run_id()}-releasetest") as context:
+        return register.write_manifest(context("register"), **options)
+
+
+def manifest_path(workspace: Workspace) -> Path:
+    return workspace.reports / MANIFEST_FILE
 
 
 def copy_workspace(champion: Champion, target: Path) -> Workspace:
@@ -125,7 +140,7 @@ def test_manifest_names_the_champion_with_its_gates_promotion_and_lineage(
     assert promotion["action"] == "promote" and promotion["version"] == "1"
     assert promotion["validation_passed"] is True and promotion["forced"] is False
     assert promotion["mlflow_run_id"] == version.run_id and promotion["reason"]
-    assert promotion["ledger"] == str(registry.ledger_path_for(workspace))
+    assert promotion["ledger"] == str(workspace.reports / registry.LEDGER_FILE)
 
     lineage = manifest["lineage"]
     summary = read_json(workspace.ingestion_summary)
@@ -141,6 +156,10 @@ def test_manifest_names_the_champion_with_its_gates_promotion_and_lineage(
         ("GET", "/health"),
         ("GET", "/metrics"),
     } <= routes
+    # The declared endpoints, which test_the_declared_endpoints_are_the_apis_routes holds equal
+    # to the routes serving.api serves.
+    endpoints = manifest["serving"]["endpoints"]
+    assert [(e["method"], e["path"], e["summary"]) for e in endpoints] == list(SERVICE_ENDPOINTS)
     assert manifest["serving"]["commands"]["rest"] == (
         "creditrisk serve --host 0.0.0.0 --port 8000"
     )
@@ -157,8 +176,18 @@ def test_manifest_names_the_champion_with_its_gates_promotion_and_lineage(
         assert image["build"] == f"{build} --build-arg GIT_COMMIT={commit} ."
     else:
         assert manifest["repository"]["commit"] is None and image["build"] == f"{build} ."
-    # A working tree with edits is the only thing a release engineer is warned about here.
-    assert [w for w in manifest["warnings"] if "git commit" not in w] == []
+    # Besides a working tree with edits, the release engineer is warned that the champion was
+    # trained on synthetic data (the fixture's `small` snapshot, seed 11). Its only deviation
+    # from the policy is operational (no reason-code examples), which is recorded, not warned.
+    deviations = manifest["validation"]["deviations"]
+    assert [(d["stage"], d["parameter"], d["kind"]) for d in deviations] == [
+        ("evaluate", "reason_examples", "operational")
+    ]
+    assert manifest["validation"]["synthetic_data"]["n_applicants"] == 30_000
+    assert [w for w in manifest["warnings"] if "git commit" not in w] == [
+        "CreditRiskPD version 1: Synthetic data: 30,000 generated applicants (seed 11), not a "
+        "lender's records: the performance figures say nothing about real applicants"
+    ]
 
 
 def test_manifest_command_writes_the_file_and_checks_the_tag(
@@ -170,7 +199,7 @@ def test_manifest_command_writes_the_file_and_checks_the_tag(
     assert result.exit_code == 0, result.output
     assert "models:/CreditRiskPD@champion → version 1" in result.output
     assert "validation passed" in result.output
-    written = strict_json(manifest_path_for(champion.workspace))
+    written = strict_json(manifest_path(champion.workspace))
     assert written["image"]["reference"] == "ghcr.io/lender/creditrisk-api:1"
 
     result = runner.invoke(app, ["manifest", "--tag", "2026.11 rc"])
@@ -188,7 +217,7 @@ def test_manifest_refuses_without_a_champion(
     assert result.exit_code == 1
     assert "no deploy manifest" in result.output and "make pipeline" in result.output
     assert not (workspace.home / "mlflow.db").exists()
-    assert not manifest_path_for(workspace).exists()
+    assert not manifest_path(workspace).exists()
 
     # A registry whose champion alias was removed: refused, naming the alias.
     copy = copy_workspace(champion, tmp_path / "no_champion")
@@ -228,6 +257,42 @@ def test_manifest_takes_the_registry_record_when_the_reports_are_not_the_champio
     assert manifest["lineage"]["data_snapshot_id"] == tags["data_snapshot_id"]
     assert manifest["lineage"]["feature_sql_matches_code"] is False
     assert any("would compute different features" in w for w in manifest["warnings"])
+
+
+def api_routes(app: Any) -> list[tuple[str, str, str]]:
+    """(method, path, summary) of every route of a FastAPI app, as the manifest lists them: the
+    summary is the first line of the route's description (its docstring), then the docs."""
+    from fastapi.routing import APIRoute
+
+    routes = [
+        (method, route.path, (route.description or route.name).strip().splitlines()[0])
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods or ())
+    ]
+    for path, summary in ((app.docs_url, "OpenAPI docs"), (app.openapi_url, "OpenAPI schema")):
+        if path:
+            routes.append(("GET", path, summary))
+    return routes
+
+
+def test_the_declared_endpoints_are_the_apis_routes(tmp_path: Path) -> None:
+    """The manifest's endpoint list is declared in the library (which does not import
+    serving): it must stay the list of routes the service really serves."""
+    settings = Settings(
+        home=tmp_path,
+        mlflow={"tracking_uri": None, "registry_uri": None},
+        serving=ServingSettings(api_key=None),
+    )
+    served = api_routes(create_app(settings, load_model=False))
+
+    declared = list(SERVICE_ENDPOINTS)
+    assert len(set(declared)) == len(declared), "an endpoint is declared twice"
+    missing = sorted(set(served) - set(declared))
+    stale = sorted(set(declared) - set(served))
+    assert (missing, stale) == ([], []), "SERVICE_ENDPOINTS: routes missing, stale entries"
+    assert sorted(declared) == sorted(served)
+    assert len(served) >= 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,11 +395,14 @@ def copy_sources(instructions: list[Instruction]) -> list[str]:
 
 def repository_files(source: str) -> list[str]:
     """The repository's files under ``source`` (git's list, or the folder without caches)."""
+    # The working tree as git sees it: tracked files that still exist and files not yet added
+    # (but not ignored), so a checkout with uncommitted moves builds what it holds.
+    working_tree = ["ls-files", "--cached", "--others", "--exclude-standard", "--", source]
     listed = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "ls-files", "--", source], capture_output=True, text=True
+        ["git", "-C", str(PROJECT_ROOT), *working_tree], capture_output=True, text=True
     )
     if listed.returncode == 0 and listed.stdout.strip():
-        return listed.stdout.split()
+        return sorted({f for f in listed.stdout.split() if (PROJECT_ROOT / f).is_file()})
     root = PROJECT_ROOT / source
     if root.is_file():
         return [source]
@@ -442,9 +510,11 @@ def test_dockerfile_runs_as_a_user_with_the_settings_the_service_reads() -> None
     environment = dockerfile_environment(instructions)
     assert environment["DO_NOT_TRACK"] == "1"
     assert environment["CREDITRISK_MODEL_URI"] == registry.champion_uri()
-    assert environment[tracking.TRACKING_URI_ENV].startswith(("sqlite:///", "http"))
-    settings = ApiSettings.model_config.get("env_prefix", "")
-    assert settings == "CREDITRISK_" and "model_uri" in ApiSettings.model_fields
+    assert environment[TRACKING_URI_ENV].startswith(("sqlite:///", "http"))
+    alias = MlflowSettings.model_fields["tracking_uri"].validation_alias
+    assert TRACKING_URI_ENV in getattr(alias, "choices", [alias])
+    prefix = ServingSettings.model_config.get("env_prefix", "")
+    assert prefix == "CREDITRISK_" and "model_uri" in ServingSettings.model_fields
 
     (expose,) = [i.arguments for i in instructions if i.keyword == "EXPOSE"]
     command = next(i for i in instructions if i.keyword == "CMD").json_form()
@@ -486,7 +556,7 @@ def image_server(
         {
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
             "CREDITRISK_HOME": str(champion.workspace.home),
-            tracking.TRACKING_URI_ENV: champion.tracking_uri,
+            TRACKING_URI_ENV: champion.tracking_uri,
             "CREDITRISK_API_KEY": "release-s3cret",
         }
     )

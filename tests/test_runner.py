@@ -37,7 +37,6 @@ from creditrisk.pipeline.config import (
 )
 from creditrisk.pipeline.fingerprints import Fingerprint, HashCache, fingerprint, notebook_sha256
 from creditrisk.pipeline.records import RunRecord, latest_run_id, point_latest
-from creditrisk.pipeline.results import read_results, record, to_json_value
 from creditrisk.pipeline.runner import (
     PipelineLocked,
     RunExists,
@@ -47,7 +46,9 @@ from creditrisk.pipeline.runner import (
     run_pipeline,
     select_stages,
 )
+from creditrisk.provenance import to_json_value
 from creditrisk.settings import Workspace
+from creditrisk.stages.results import read_results, record
 
 # One worker runs this whole module under `pytest -n 2 --dist loadgroup`, so the base run below
 # (a module fixture) executes once.
@@ -72,7 +73,7 @@ stages:
 
 MAKE_CELLS = [
     "import json\nimport os\nfrom pathlib import Path\n\n"
-    "from creditrisk.pipeline.results import record",
+    "from creditrisk.stages.results import record",
     "factor: int = 2  # multiplies every number\nfail: bool = False  # raise, to test failures",
     "if fail:\n    raise ValueError('boom: failure requested')",
     "numbers = [int(word) for word in Path('inputs/numbers.txt').read_text().split()]\n"
@@ -127,21 +128,6 @@ class Setup:
 
     def statuses(self, run: RunRecord) -> dict[str, str]:
         return {stage.name: stage.status for stage in run.stages}
-
-
-@pytest.fixture(scope="session")
-def kernel() -> str:
-    """The Jupyter kernel papermill runs; the Makefile installs it before pytest."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec(KERNEL)
-    except NoSuchKernel:
-        pytest.skip(
-            f"Jupyter kernel {KERNEL!r} is not installed: run `make kernel` or `python -m "
-            f"ipykernel install --sys-prefix --name {KERNEL} --display-name {KERNEL}`"
-        )
-    return KERNEL
 
 
 @pytest.fixture(scope="module")
@@ -256,10 +242,51 @@ def test_unchanged_stages_are_skipped_and_outputs_reused(
     make = run.stage("make")
     assert make.reused_from == first.run_id
     assert make.results == first.stage("make").results
-    assert make.html == first.stage("make").html  # the record of the run that produced them
-    assert sorted(p.name for p in (copy.runs / run.run_id).iterdir()) == ["run.json"]
+    assert make.code is not None and make.code.same_as(first.stage("make").code)
     assert copy.lines[0] == f"[1/2] make  skipped (unchanged since run {first.run_id})"
     assert latest_run_id(copy.runs) == run.run_id
+
+
+def test_a_run_that_reuses_every_stage_still_holds_every_record(
+    copy: Setup, base: tuple[Setup, RunRecord]
+) -> None:
+    """Finding 4: after a re-run that skips every stage, runs/latest held only run.json."""
+    _, first = base
+    original = (copy.runs / first.run_id / "01_make.html").read_text()
+
+    run = copy.run()
+
+    run_dir = copy.runs / run.run_id
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "01_make.html",
+        "02_total.html",
+        "run.json",
+    ]
+    for stage in run.stages:
+        assert stage.html == f"runs/{run.run_id}/{Path(stage.html or '').name}"
+        page = (copy.workspace / (stage.html or "")).read_text()
+        banner = page[page.index('id="creditrisk-reused"') :][:600]
+        assert f"Reused from run {first.run_id}" in banner and run.run_id in banner
+        assert page.index('id="creditrisk-reused"') < page.index("injected-parameters")
+    # The producing run's record is untouched (records are immutable) and is what was copied.
+    assert (copy.runs / first.run_id / "01_make.html").read_text() == original
+    copied = (run_dir / "01_make.html").read_text()
+    assert copied.replace(copied[copied.index("<div id=") : copied.index("</div>") + 6], "") == (
+        original
+    )
+    assert (copy.runs / "latest" / "01_make.html").is_file()
+
+
+def test_a_stage_whose_record_is_gone_is_run_again(
+    copy: Setup, base: tuple[Setup, RunRecord]
+) -> None:
+    """A skip must leave a complete record: without the producing run's HTML, the stage runs."""
+    _, first = base
+    (copy.runs / first.run_id / "01_make.html").unlink()
+
+    run = copy.run()
+
+    assert copy.statuses(run) == {"make": "succeeded", "total": "skipped"}
 
 
 def test_parameter_change_reruns_the_stage_and_downstream(copy: Setup) -> None:

@@ -1,4 +1,4 @@
-"""Stage 01: ingest a snapshot of the Home Credit tables into typed Parquet ("bronze").
+"""Ingest a snapshot of the Home Credit tables into typed Parquet ("bronze").
 
 For each table of the source: checksums of the file as delivered (SHA-256, MD5, bytes), an
 optional comparison with expected checksums, a typed CSV → Parquet conversion in DuckDB (bad
@@ -7,11 +7,13 @@ then referential-integrity shares in DuckDB SQL. Every table lands in bronze wit
 Kaggle columns and types; a table the source lacks, or delivers header-only, is written empty,
 so every later stage sees the same eight relations. The new bronze directory is swapped in
 only when every table passed, so a failed ingest leaves the previous snapshot untouched.
+
+The ingest stage (:mod:`creditrisk.stages.ingest`) chooses the source and where bronze and the
+summary go; this module only reads the source it is given and writes the bronze it is given.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import shutil
 import tempfile
@@ -24,15 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
 from creditrisk.data import sources
 from creditrisk.data.contracts import ContractReport, contract, validate_parquet
 from creditrisk.data.tables import APPLICATION_TABLES, TableSpec, empty_table, tables
-from creditrisk.io import replace_directory, write_json
-from creditrisk.settings import Workspace
+from creditrisk.io import replace_directory
+from creditrisk.provenance import current_user
 
 REJECT_EXAMPLES = 5
 
@@ -82,46 +82,6 @@ class TableResult:
             "seconds": round(self.seconds, 3),
             "contract": self.contract.as_dict() if self.contract else None,
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# Source resolution
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_source(
-    source: str | Path | None,
-    workspace: Workspace,
-    *,
-    size: str | int = "small",
-    seed: int = 42,
-    echo: Callable[[str], None] = print,
-) -> str:
-    """The source URI to ingest; the default ``data/raw`` is filled with synthetic data on demand.
-
-    Synthetic data is (re)generated when ``data/raw`` is empty, or holds synthetic data of
-    another size or seed (its ``_SYNTHETIC.json`` marker says so). A directory without that
-    marker holds real files and is never touched.
-    """
-    if source and str(source).strip():
-        text = str(source).strip()
-        return text if sources.is_s3(text) else str(Path(text).expanduser().resolve())
-    from creditrisk.data import synthetic
-
-    raw = workspace.raw
-    n_applicants = synthetic.resolve_size(size)
-    marker = synthetic.read_marker(raw) if raw.is_dir() else None
-    has_files = raw.is_dir() and any(p for p in raw.iterdir() if not p.name.startswith("."))
-    stale = marker is not None and (
-        marker.get("n_applicants") != n_applicants or marker.get("seed") != seed
-    )
-    if not has_files or stale:
-        why = "is empty" if not has_files else "holds synthetic data of another size or seed"
-        echo(f"{raw} {why}: generating synthetic Home Credit data (size={size}, seed={seed})")
-        if raw.exists() and stale:
-            shutil.rmtree(raw)
-        synthetic.generate(raw, size=size, seed=seed)
-    return str(raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,24 +341,22 @@ def _connection(threads: int | None, memory_limit: str | None) -> duckdb.DuckDBP
 
 
 def ingest(
-    source: str | Path | None,
-    workspace: Workspace,
+    uri: str,
+    bronze: Path,
     *,
-    size: str | int = "small",
-    seed: int = 42,
+    work_dir: Path,
     expected_checksums: Mapping[str, str] | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], object] = print,
 ) -> dict[str, Any]:
-    """Ingest a snapshot into ``data/bronze`` and write ``reports/ingestion_summary.json``.
+    """Ingest a snapshot into ``bronze`` and return its ingestion summary.
 
     Args:
-        source: a directory or ``s3://bucket/prefix``; empty/None means ``data/raw``, filled
-            with synthetic data of ``size``/``seed`` on demand.
-        workspace: the workspace to write into.
-        size: synthetic size when generating (tiny, small, full or a count).
-        seed: synthetic seed when generating.
+        uri: A directory or ``s3://bucket/prefix`` holding the Kaggle-named files.
+        bronze: The bronze directory to replace (only when every table passed).
+        work_dir: Where the new bronze and the staged files are assembled (on the same file
+            system as ``bronze``, so the swap is a rename); removed afterwards.
         expected_checksums: table → SHA-256 or MD5 hex of the file as delivered; a mismatch
             fails the stage naming the table.
         threads: DuckDB threads (default: all cores).
@@ -406,14 +364,13 @@ def ingest(
         echo: where progress lines go.
 
     Returns:
-        The ingestion summary (also written to ``reports/ingestion_summary.json``).
+        The ingestion summary (the caller writes it beside the data).
 
     Raises:
         IngestError: bad input; the message names the table, column and rule.
     """
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
-    uri = resolve_source(source, workspace, size=size, seed=seed, echo=echo)
     try:
         found, unrecognised = sources.discover(uri)
     except sources.SourceError as exc:
@@ -430,8 +387,8 @@ def ingest(
                 rule="required_table",
             )
 
-    workspace.data.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=workspace.data))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=work_dir))
     new_bronze, staging = work / "bronze", work / "staging"
     new_bronze.mkdir()
     con = _connection(threads, memory_limit)
@@ -477,14 +434,12 @@ def ingest(
                 rule="disjoint_applicants",
             )
         integrity = referential_integrity(con, new_bronze)
-        replace_directory(new_bronze, workspace.bronze)
+        replace_directory(new_bronze, bronze)
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
 
-    summary = _summary(uri, results, integrity, unrecognised, started_at, clock)
-    write_json(workspace.ingestion_summary, summary)
-    return summary
+    return _summary(uri, results, integrity, unrecognised, started_at, clock)
 
 
 def _summary(
@@ -539,7 +494,7 @@ def _summary(
             "synthetic": marker,
         },
         "ingested_at": started_at.isoformat(timespec="seconds"),
-        "ingested_by": getpass.getuser(),
+        "ingested_by": current_user(),
         "duration_seconds": round(time.perf_counter() - clock, 3),
         "status": "warning" if warnings else "passed",
         "contracts_passed": all(
@@ -552,32 +507,3 @@ def _summary(
         "referential_integrity": integrity,
         "warnings": warnings,
     }
-
-
-class IngestParams(BaseModel):
-    """Parameters of the ingest stage, as the notebook and the CLI receive them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = Field("", description="directory or s3://bucket/prefix; empty = data/raw")
-    size: str = Field("small", description="synthetic size when generating")
-    seed: int = Field(42, description="synthetic seed when generating")
-    expected_checksums: dict[str, str] = Field(default_factory=dict)
-    threads: int = Field(0, ge=0, description="DuckDB threads, 0 = all cores")
-    memory_limit: str = Field("", description="DuckDB memory limit, e.g. 4GB; empty = default")
-
-
-def run_stage(
-    params: IngestParams, workspace: Workspace, echo: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """The ingest stage as the notebook and ``creditrisk ingest`` run it."""
-    return ingest(
-        params.source or None,
-        workspace,
-        size=params.size,
-        seed=params.seed,
-        expected_checksums=params.expected_checksums,
-        threads=params.threads or None,
-        memory_limit=params.memory_limit or None,
-        echo=echo,
-    )

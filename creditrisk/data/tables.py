@@ -9,8 +9,8 @@ contracts, ingest, feature SQL) reads the data model from here.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources

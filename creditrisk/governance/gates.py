@@ -5,7 +5,7 @@ it passed, so the validation report (``reports/validation.json``), the registry'
 and the promotion ledger all record the same numbers. Thresholds are parameters
 (:class:`GateThresholds`); the defaults are the product's documented policy.
 
-The stage notebook collects the gates, writes the report and calls :func:`raise_for_failures`,
+The validate stage collects the gates, writes the report and calls :func:`raise_for_failures`,
 which raises :class:`GateFailure` so that a failing model stops the pipeline before it can
 move the champion alias (architecture principle 6).
 
@@ -19,7 +19,6 @@ Metric keys read by :func:`metric_gates`:
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +29,8 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from creditrisk.io import write_json
 from creditrisk.monitoring import stability
 from creditrisk.monitoring.stability import PSI_EPSILON
-from creditrisk.settings import Workspace
 
 Comparison = Literal[">=", "<=", "=="]
 
@@ -402,7 +399,7 @@ def validation_report(
     Args:
         gates: Every gate evaluated. An empty list does not pass: nothing was validated.
         thresholds: The limits used, recorded for the auditor (optional).
-        pipeline_run_id: The pipeline run; default ``$CREDITRISK_RUN_ID``.
+        pipeline_run_id: The pipeline run that validated (None outside the pipeline).
 
     Returns:
         ``passed`` (all gates passed), ``failed`` (their names), ``gates`` (each with
@@ -413,7 +410,7 @@ def validation_report(
     return {
         "passed": bool(evaluated) and not failed,
         "created_at": datetime.now(UTC).isoformat(),
-        "pipeline_run_id": pipeline_run_id or os.environ.get("CREDITRISK_RUN_ID"),
+        "pipeline_run_id": pipeline_run_id,
         "n_gates": len(evaluated),
         "failed": failed,
         "gates": [gate.model_dump(mode="json") for gate in evaluated],
@@ -449,8 +446,3 @@ def raise_for_failures(gates: Iterable[Gate] | Mapping[str, Any]) -> None:
     failed = [gate for gate in evaluated if not gate.passed]
     if failed:
         raise GateFailure(failed)
-
-
-def write_validation(report: Mapping[str, Any], workspace: Workspace) -> Path:
-    """Write the validation report atomically to ``reports/validation.json``."""
-    return write_json(workspace.reports / VALIDATION_FILE, dict(report))

@@ -20,9 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from creditrisk.io import write_json
-from creditrisk.pipeline.fingerprints import file_sha256
-from creditrisk.settings import Workspace
+from creditrisk.provenance import file_sha256
 
 LINEAGE_FILE = "lineage.json"
 LINEAGE_SCHEMA = 1
@@ -86,7 +84,9 @@ def build_lineage(
     model_version: str | int | None,
     pipeline_run_id: str | None,
     runs_dir: Path,
-    tracking_uri: str | None = None,
+    tracking_uri: str,
+    code: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The lineage of one trained model, every link with its checksums.
 
@@ -101,19 +101,17 @@ def build_lineage(
         model_version: The registered version (None if not registered).
         pipeline_run_id: The pipeline run (None when run interactively, outside the runner).
         runs_dir: The workspace's ``runs/`` directory.
-        tracking_uri: The MLflow tracking URI; default MLflow's current one.
+        tracking_uri: The MLflow tracking URI the run and version live in.
+        code: The code that trained the model: git commit, lock file hash.
+        parameters: The stage parameters as executed, and their deviations from the policy.
 
     Returns:
-        A JSON-ready dict with keys ``data``, ``features``, ``splits``, ``mlflow``, ``model``
-        and ``pipeline_run``, in lineage order.
+        A JSON-ready dict with keys ``data``, ``features``, ``splits``, ``mlflow``, ``model``,
+        ``code``, ``parameters`` and ``pipeline_run``, in lineage order.
 
     Raises:
         FileNotFoundError: The feature store or a split file is missing.
     """
-    if tracking_uri is None:
-        import mlflow
-
-        tracking_uri = mlflow.get_tracking_uri()
     run_dir = Path(runs_dir) / pipeline_run_id if pipeline_run_id else None
     return {
         "schema": LINEAGE_SCHEMA,
@@ -127,14 +125,11 @@ def build_lineage(
             "version": None if model_version is None else str(model_version),
             "uri": None if model_version is None else f"models:/{model_name}/{model_version}",
         },
+        "code": dict(code or {}),
+        "parameters": dict(parameters or {}),
         "pipeline_run": {
             "run_id": pipeline_run_id,
             "dir": None if run_dir is None else str(run_dir),
             "run_record": None if run_dir is None else str(run_dir / "run.json"),
         },
     }
-
-
-def write_lineage(lineage: Mapping[str, Any], workspace: Workspace) -> Path:
-    """Write the lineage atomically to ``reports/lineage.json``."""
-    return write_json(workspace.reports / LINEAGE_FILE, dict(lineage))

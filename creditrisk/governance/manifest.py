@@ -25,7 +25,13 @@ was released on:
 
 ``warnings`` lists what a release engineer should look at before shipping: a champion whose
 validation failed or is unknown, a forced promotion, no ledger record, feature SQL that differs
-from the model's. The manifest records them; it does not decide.
+from the model's, every deviation from the documented policy the model was validated and
+promoted with (relaxed gates, off-policy training or cut-off parameters) and synthetic training
+data. The manifest records them; it does not decide.
+
+The service's endpoints are declared here (:data:`SERVICE_ENDPOINTS`), not read from the app:
+the library does not import the serving layer. A test holds the list equal to the routes
+``serving.api`` serves.
 """
 
 from __future__ import annotations
@@ -40,11 +46,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from creditrisk import registry, tracking
-from creditrisk.governance import VALIDATION_FILE
+from creditrisk import registry
+from creditrisk.governance import deviations as deviation_records
+from creditrisk.governance.gates import VALIDATION_FILE
+from creditrisk.governance.lineage import LINEAGE_FILE
 from creditrisk.io import read_json, write_text
-from creditrisk.lineage import LINEAGE_FILE
-from creditrisk.settings import PROJECT_ROOT, Workspace
+from creditrisk.provenance import file_sha256, git_info
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -65,84 +72,88 @@ _IMAGE_NAME = re.compile(
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
+#: The REST service's endpoints (method, path, summary), as ``serving.api`` serves them; a
+#: test compares this list with the app's routes, so the manifest cannot list stale endpoints.
+SERVICE_ENDPOINTS: tuple[tuple[str, str, str], ...] = (
+    (
+        "POST",
+        "/predict",
+        "Score applications: calibrated PD, score, band, decision and adverse reason codes.",
+    ),
+    ("POST", "/validate", "Check a request against the contract without scoring it."),
+    ("GET", "/health", "Liveness: the process answers."),
+    ("GET", "/ready", "Readiness: 200 only when a model is in service."),
+    (
+        "GET",
+        "/metadata",
+        "The model in service: version, run, feature-SQL hash, threshold, scaling, metrics.",
+    ),
+    ("GET", "/schema", "The JSON schema of a /predict request."),
+    ("GET", "/metrics", "Prometheus exposition format."),
+    (
+        "POST",
+        "/admin/reload",
+        "Resolve the model URI again (e.g. after a promotion) and swap the new version in.",
+    ),
+    ("GET", "/docs", "OpenAPI docs"),
+    ("GET", "/openapi.json", "OpenAPI schema"),
+)
+
+
 class NoChampion(registry.RegistryError):
     """The registry has no ``champion``: there is nothing to deploy."""
 
 
-def manifest_path_for(workspace: Workspace) -> Path:
-    """The workspace's deploy manifest: ``reports/deploy_manifest.json``."""
-    return workspace.reports / MANIFEST_FILE
+def write_deploy_manifest(manifest: dict[str, Any], path: Path) -> Path:
+    """Write a manifest from :func:`build_deploy_manifest` as strict JSON, atomically."""
+    # Strict JSON: a non-finite gate value has already become null (allow_nan=False checks it).
+    text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+    return write_text(path, text)
 
 
-def write_deploy_manifest(
-    workspace: Workspace,
+def build_deploy_manifest(
     *,
+    reports: Path,
+    home: Path,
+    tracking_uri: str,
+    repository: Path,
     model_name: str = registry.DEFAULT_MODEL_NAME,
     image: str = DEFAULT_IMAGE,
     tag: str | None = None,
-    tracking_uri: str | None = None,
-    repository: Path = PROJECT_ROOT,
-) -> Path:
-    """Write ``reports/deploy_manifest.json`` for the current champion (atomically).
+) -> dict[str, Any]:
+    """The deploy manifest of the current champion as a JSON-ready dict.
 
     Args:
-        workspace: Supplies the reports (validation, lineage, ledger) and, by default, the
-            registry (``$MLFLOW_TRACKING_URI`` or the workspace's ``mlflow.db``).
+        reports: The workspace's ``reports/`` (validation, lineage, the promotion ledger).
+        home: The workspace root (mounted into the container when the registry is SQLite).
+        tracking_uri: The MLflow tracking (and registry) URI.
+        repository: The checkout the image is built from (its git commit is recorded).
         model_name: The registered model.
         image: The image repository to build, e.g. ``creditrisk-api`` or
             ``ghcr.io/lender/creditrisk-api``.
         tag: The image tag; default the champion's version number.
-        tracking_uri: The MLflow tracking (and registry) URI; default the workspace's.
-        repository: The checkout the image is built from (its git commit is recorded).
-
-    Returns:
-        The manifest's path.
 
     Raises:
         NoChampion: The registry has no champion (or no registry exists yet).
         ValueError: ``image`` or ``tag`` is not a valid Docker image name or tag.
     """
-    manifest = build_deploy_manifest(
-        workspace,
-        model_name=model_name,
-        image=image,
-        tag=tag,
-        tracking_uri=tracking_uri,
-        repository=repository,
-    )
-    # Strict JSON: a non-finite gate value has already become null (allow_nan=False checks it).
-    text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
-    return write_text(manifest_path_for(workspace), text)
-
-
-def build_deploy_manifest(
-    workspace: Workspace,
-    *,
-    model_name: str = registry.DEFAULT_MODEL_NAME,
-    image: str = DEFAULT_IMAGE,
-    tag: str | None = None,
-    tracking_uri: str | None = None,
-    repository: Path = PROJECT_ROOT,
-) -> dict[str, Any]:
-    """The deploy manifest as a JSON-ready dict; see :func:`write_deploy_manifest`."""
     from mlflow import MlflowClient
 
     from creditrisk.features import catalog
-    from creditrisk.pipeline.records import git_info
 
     if not _IMAGE_NAME.match(image):
         raise ValueError(f"{image!r} is not a Docker image name (e.g. creditrisk-api)")
-    uri = tracking_uri or tracking.tracking_uri(workspace)
-    champion = _champion(workspace, model_name, uri)
+    uri = tracking_uri
+    champion = _champion(home, model_name, uri)
     version, run_id = str(champion.version), str(champion.run_id)
     tag = tag or version
     if not _IMAGE_TAG.match(tag):
         raise ValueError(f"{tag!r} is not a Docker image tag")
 
     run_tags = dict(MlflowClient(tracking_uri=uri).get_run(run_id).data.tags)
-    validation = _validation(workspace, champion)
-    promotion = _promotion(workspace, model_name, version)
-    lineage = _lineage(workspace, champion)
+    validation = _validation(reports, champion)
+    promotion = _promotion(reports, model_name, version)
+    lineage = _lineage(reports, champion)
     code_sql_hash = catalog.sql_hash()
     model_sql_hash = lineage["feature_sql_sha256"]
     lineage["code_feature_sql_sha256"] = code_sql_hash
@@ -175,7 +186,7 @@ def build_deploy_manifest(
         "promotion": promotion,
         "lineage": lineage,
         "serving": _serving(model_name, version, uri),
-        "image": _image(image, tag, reference, model_name, uri, workspace, git.commit),
+        "image": _image(image, tag, reference, model_name, uri, home, git.commit),
         "repository": {"commit": git.commit, "dirty": git.dirty},
     }
     manifest["warnings"] = _warnings(manifest)
@@ -187,11 +198,12 @@ def build_deploy_manifest(
 # ---------------------------------------------------------------------------------------------
 
 
-def _champion(workspace: Workspace, model_name: str, uri: str) -> ModelVersion:
-    if uri == workspace.mlflow_uri and not (workspace.home / "mlflow.db").exists():
+def _champion(home: Path, model_name: str, uri: str) -> ModelVersion:
+    database = home / "mlflow.db"
+    if uri == f"sqlite:///{database}" and not database.exists():
         # Asking MLflow would create an empty database here: say there is none instead.
         raise NoChampion(
-            f"no MLflow registry in {workspace.home} (mlflow.db does not exist): run the "
+            f"no MLflow registry in {home} (mlflow.db does not exist): run the "
             "pipeline (make pipeline) to train, validate and promote a champion first"
         )
     champion = registry.current_champion(model_name, tracking_uri=uri)
@@ -205,13 +217,11 @@ def _champion(workspace: Workspace, model_name: str, uri: str) -> ModelVersion:
 
 
 def _file_ref(path: Path) -> dict[str, Any]:
-    from creditrisk.pipeline.fingerprints import file_sha256
-
     return {"path": str(path), "sha256": file_sha256(path)}
 
 
-def _validation(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
-    path = workspace.reports / VALIDATION_FILE
+def _validation(reports: Path, champion: ModelVersion) -> dict[str, Any]:
+    path = reports / VALIDATION_FILE
     report = read_json(path) if path.is_file() else None
     if isinstance(report, dict) and report.get("mlflow_run_id") == champion.run_id:
         return {
@@ -225,6 +235,9 @@ def _validation(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
             "gates": list(report.get("gates", [])),
             "thresholds": report.get("thresholds"),
             "canary": report.get("canary"),
+            "decision_policy": report.get("decision_policy"),
+            "deviations": list(report.get("deviations") or []),
+            "synthetic_data": report.get("synthetic_data"),
         }
     why = (
         f"{path} does not exist"
@@ -232,6 +245,11 @@ def _validation(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
         else f"{path} is for MLflow run {report.get('mlflow_run_id')}, not the champion's"
     )
     gates = registry.recorded_gates(champion)
+    frozen = {
+        "decision_policy": registry.decision_policy_of(champion),
+        "deviations": deviation_records.as_records(registry.deviations_of(champion) or []),
+        "synthetic_data": registry.synthetic_data_of(champion),
+    }
     if gates is None:
         return {
             "source": None,
@@ -244,6 +262,7 @@ def _validation(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
             "gates": [],
             "thresholds": None,
             "canary": None,
+            **frozen,
             "detail": f"{why}, and the registry version records no validation",
         }
     return {
@@ -257,12 +276,13 @@ def _validation(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
         "gates": [gate.model_dump(mode="json") for gate in gates],
         "thresholds": None,
         "canary": None,
+        **frozen,
         "detail": f"{why}; the gates are those stored on the version (the canary is not)",
     }
 
 
-def _promotion(workspace: Workspace, model_name: str, version: str) -> dict[str, Any] | None:
-    ledger = registry.ledger_path_for(workspace)
+def _promotion(reports: Path, model_name: str, version: str) -> dict[str, Any] | None:
+    ledger = reports / registry.LEDGER_FILE
     moves = [
         record
         for record in registry.read_ledger(ledger)
@@ -276,8 +296,8 @@ def _promotion(workspace: Workspace, model_name: str, version: str) -> dict[str,
     return {**moves[-1].model_dump(mode="json", exclude={"gates"}), "ledger": str(ledger)}
 
 
-def _lineage(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
-    path = workspace.reports / LINEAGE_FILE
+def _lineage(reports: Path, champion: ModelVersion) -> dict[str, Any]:
+    path = reports / LINEAGE_FILE
     trace = read_json(path) if path.is_file() else None
     tags = champion.tags or {}
     if (
@@ -310,26 +330,10 @@ def _lineage(workspace: Workspace, champion: ModelVersion) -> dict[str, Any]:
 
 
 def _endpoints() -> list[dict[str, str]]:
-    # Read from the app itself, so the manifest lists the routes the image really serves.
-    from fastapi.routing import APIRoute
-
-    from serving.api import ApiSettings, create_app
-
-    app = create_app(ApiSettings(), load_model=False)
-    endpoints = [
-        {
-            "method": method,
-            "path": route.path,
-            "summary": (route.description or route.name).strip().splitlines()[0],
-        }
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in sorted(route.methods or ())
+    return [
+        {"method": method, "path": path, "summary": summary}
+        for method, path, summary in SERVICE_ENDPOINTS
     ]
-    for path, summary in ((app.docs_url, "OpenAPI docs"), (app.openapi_url, "OpenAPI schema")):
-        if path:
-            endpoints.append({"method": "GET", "path": path, "summary": summary})
-    return endpoints
 
 
 def _serving(model_name: str, version: str, uri: str) -> dict[str, Any]:
@@ -364,7 +368,7 @@ def _image(
     reference: str,
     model_name: str,
     uri: str,
-    workspace: Workspace,
+    home: Path,
     commit: str | None,
 ) -> dict[str, Any]:
     port = str(SERVING_PORT)
@@ -374,7 +378,6 @@ def _image(
     if urlsplit(uri).scheme == "sqlite":
         # A SQLite registry and its file artifacts are read at the paths the host wrote them
         # at: mount the workspace at the same path, as the user who owns it.
-        home = str(workspace.home)
         mount = shlex.join(["-v", f"{home}:{home}", "-e", f"CREDITRISK_HOME={home}"])
         run += f' --user "$(id -u):$(id -g)" -e HOME=/tmp {mount}'
     run += " " + shlex.join(
@@ -427,6 +430,9 @@ def _warnings(manifest: dict[str, Any]) -> list[str]:
         warnings.append(f"the feature SQL {label} was trained with is not recorded")
     if manifest["repository"]["dirty"]:
         warnings.append("tracked files differ from the recorded git commit")
+    deviations = deviation_records.from_records(validation.get("deviations"))
+    for text in deviation_records.warnings(deviations, validation.get("synthetic_data")):
+        warnings.append(f"{label}: {text}")
     return warnings
 
 

@@ -14,6 +14,10 @@ Context keys read by :func:`render_model_card` (all optional; a missing section 
     ``fairness``         list of rows; a true ``flag`` (or ``flagged``) marks a row for review
     ``decision_policy``  mapping: ``threshold``, ``score_scaling`` (mapping) (+ other keys)
     ``validation``       a validation report (``passed``, ``gates``) or a list of gates
+    ``deviations``       deviation records (:mod:`creditrisk.governance.deviations`): the
+                         banner on top names each one, and relaxed gates qualify the verdict
+    ``synthetic``        the synthetic generator's marker when the data were generated
+    ``draft``            str: why this card is a draft (an interactive preview), shown on top
     ``limitations``      str or list of str
     ``intended_use``     str or list of str
     ``images``           mapping caption → PNG (bytes, a file path, or base64 / data URI text)
@@ -27,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from creditrisk.governance import deviations as deviation_records
 from creditrisk.io import write_text
-from creditrisk.settings import Workspace
 
 MODEL_CARD_FILE = "model_card.html"
 
@@ -59,6 +63,12 @@ _TEMPLATE = """<!DOCTYPE html>
   .verdict { padding: 0.5rem 0.8rem; border-radius: 6px; display: inline-block; }
   .verdict.pass { background: #dafbe1; }
   .verdict.fail { background: #ffebe9; }
+  .verdict.warn { background: #fff8c5; color: #7d4e00; font-weight: 600; }
+  .banner { padding: 0.6rem 0.9rem; border-radius: 6px; margin: 0.4rem 0; }
+  .banner.relaxed, .banner.draft { background: #ffebe9; border: 1px solid #cf222e; }
+  .banner.changed, .banner.synthetic { background: #fff8c5; border: 1px solid #bf8700; }
+  .banner.tightened, .banner.operational { background: #f6f8fa; border: 1px solid #d0d7de;
+                                           font-size: 0.9rem; }
   .missing { color: #59636e; font-style: italic; }
   figure { margin: 1rem 0; }
   figure img { max-width: 100%; border: 1px solid #d0d7de; }
@@ -95,6 +105,12 @@ _TEMPLATE = """<!DOCTYPE html>
     {%- if created_at %}created {{ created_at }}{% endif %}
     {%- if mlflow_run_id %} · MLflow run {{ mlflow_run_id }}{% endif %}
     {%- if pipeline_run_id %} · pipeline run {{ pipeline_run_id }}{% endif %}</p>
+  {%- if draft %}
+  <p class="banner draft" id="draft"><strong>Draft:</strong> {{ draft }}</p>
+  {%- endif %}
+  {%- for banner in banners %}
+  <p class="banner {{ banner.kind }}" id="deviation-{{ banner.kind }}">{{ banner.text }}</p>
+  {%- endfor %}
 </header>
 
 <section id="purpose"><h2>Purpose</h2>
@@ -137,8 +153,7 @@ _TEMPLATE = """<!DOCTYPE html>
 
 <section id="validation"><h2>Validation gates</h2>
 {%- if validation_passed is not none %}
-<p class="verdict {{ 'pass' if validation_passed else 'fail' }}">
-{{- 'All gates passed' if validation_passed else 'Validation FAILED' }}</p>
+<p class="verdict {{ verdict_css }}">{{ verdict }}</p>
 {%- endif %}
 {{ table(validation) }}
 </section>
@@ -312,7 +327,17 @@ def _template_context(context: Mapping[str, Any]) -> dict[str, Any]:
         {"caption": str(caption), "src": _png_data_uri(image)}
         for caption, image in (context.get("images") or {}).items()
     ]
+    deviations = deviation_records.from_records(context.get("deviations"))
+    synthetic = context.get("synthetic")
+    verdict, verdict_css = _verdict(validation_passed, deviations)
     return {
+        "draft": context.get("draft"),
+        "banners": [
+            {"kind": kind, "text": text}
+            for kind, text in deviation_records.summary_lines(deviations, synthetic)
+        ],
+        "verdict": verdict,
+        "verdict_css": verdict_css,
         "model_name": context.get("model_name", "CreditRiskPD"),
         "model_version": context.get("model_version"),
         "created_at": context.get("created_at"),
@@ -336,6 +361,20 @@ def _template_context(context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _verdict(
+    passed: bool | None, deviations: Sequence[deviation_records.Deviation]
+) -> tuple[str, str]:
+    """The validation verdict in words: a pass at relaxed limits is not an unqualified pass."""
+    if passed is None:
+        return "", ""
+    if not passed:
+        return "Validation FAILED", "fail"
+    qualification = deviation_records.verdict_suffix(deviations)
+    if qualification:
+        return f"All gates passed — {qualification}", "warn"
+    return "All gates passed at the documented policy", "pass"
+
+
 def render_model_card(context: Mapping[str, Any]) -> str:
     """Render the model card as one self-contained HTML page.
 
@@ -354,13 +393,172 @@ def render_model_card(context: Mapping[str, Any]) -> str:
     return environment.from_string(_TEMPLATE).render(**_template_context(context))
 
 
-def write_model_card(html: str, workspace: Workspace, run_dir: Path | None = None) -> list[Path]:
-    """Write the card to ``reports/model_card.html`` and, if given, into the run folder.
+def write_model_card(html: str, targets: Sequence[Path]) -> list[Path]:
+    """Write the card to every target (``reports/model_card.html``, the run folder, …).
 
     Returns:
-        The paths written, ``reports/`` first.
+        The paths written, in the order given.
     """
-    targets = [workspace.reports / MODEL_CARD_FILE]
-    if run_dir is not None:
-        targets.append(Path(run_dir) / MODEL_CARD_FILE)
     return [write_text(target, html) for target in targets]
+
+
+# ---------------------------------------------------------------------------------------------
+# The model card's content
+# ---------------------------------------------------------------------------------------------
+
+PURPOSE = (
+    "Estimates the probability that an applicant for a retail loan defaults (payment "
+    "difficulties, the Home Credit TARGET definition) from the application and whatever credit "
+    "history the lender holds: credit bureau records and monthly balances, previous "
+    "applications, instalment payments, credit-card and POS/cash loan balances. The PD is "
+    "calibrated to observed default rates, mapped to scorecard points and bands, and turned "
+    "into an approve/decline decision at the cut-off of the credit policy below."
+)
+
+INTENDED_USE = [
+    "Application scoring for retail cash and revolving loans, as one input to the credit "
+    "decision, with adverse reason codes for every decline.",
+    "Not for pricing, collections or behavioural scoring of existing customers without "
+    "re-validation; not for populations the training data does not cover.",
+]
+
+LIMITATIONS = [
+    "Trained on one snapshot; the score's stability is monitored (PSI/CSI) and a drift above "
+    "the policy triggers re-training.",
+    "Calibrated on a held-out fold of the same period: a shift in the default rate (economic "
+    "cycle) makes the PD level drift before the ranking does.",
+    "Reject inference is not performed: the training population is approved applicants only.",
+    "The fairness screen covers gender and age band; flagged groups need a business "
+    "justification (age is a legitimate credit factor in many jurisdictions, gender is not).",
+]
+
+HEADLINE_METRICS = (
+    "test_auc",
+    "test_gini",
+    "test_ks",
+    "test_pr_auc",
+    "test_brier",
+    "test_ece",
+    "test_log_loss",
+    "test_base_rate",
+    "test_mean_pd",
+    "train_auc",
+    "train_test_auc_gap",
+)
+
+
+#: The evaluation figures the card embeds: caption → file in ``reports/evaluation/``.
+CARD_FIGURES = (
+    ("Calibration (reliability) on the test split", "calibration.png"),
+    ("ROC curve on the test split", "roc_curve.png"),
+    ("Score distribution by outcome", "score_distribution.png"),
+)
+
+
+def card_context(
+    *,
+    model_name: str,
+    version: str | None,
+    training: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    validation: Mapping[str, Any],
+    ingestion_summary: Mapping[str, Any],
+    pipeline_run_id: str | None,
+    figures_dir: Path | None = None,
+    draft: str | None = None,
+) -> dict[str, Any]:
+    """The model card's content, from the reports stages 01–05 wrote.
+
+    Args:
+        model_name: The registered model.
+        version: The registry version (None for a draft of a model not registered).
+        training: ``reports/training_run.json``.
+        evaluation: ``reports/metrics.json``.
+        validation: ``reports/validation.json`` (its ``deviations`` make the card's banner).
+        ingestion_summary: ``reports/ingestion_summary.json`` (flags synthetic data).
+        pipeline_run_id: The pipeline run that registered the model.
+        figures_dir: The evaluation figures (``reports/evaluation``).
+        draft: Why the card is a draft, shown on top (an interactive preview).
+    """
+    from datetime import UTC, datetime
+
+    from creditrisk.features import catalog
+
+    metrics, tables = evaluation["metrics"], evaluation["tables"]
+    splits = training.get("splits", {})
+    groups: dict[str, list[str]] = {}
+    for feature in catalog.FEATURES:
+        groups.setdefault(feature.group, []).append(feature.name)
+    fairness = [
+        {
+            "attribute": attribute,
+            "group": row.get(attribute),
+            **{k: row[k] for k in ("n", "approval_rate", "default_rate", "bad_rate_approved")},
+            "auc": row.get("auc"),
+            "adverse_impact_ratio": row.get("adverse_impact_ratio"),
+            "flag": bool(row.get("adverse_impact")),
+        }
+        for attribute in ("CODE_GENDER", "AGE_BAND")
+        for row in tables.get(f"fairness_{attribute}", [])
+    ]
+    images = {
+        caption: figures_dir / file
+        for caption, file in CARD_FIGURES
+        if figures_dir is not None and (figures_dir / file).exists()
+    }
+    return {
+        "draft": draft,
+        "model_name": model_name,
+        "model_version": version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mlflow_run_id": training["mlflow_run_id"],
+        "pipeline_run_id": pipeline_run_id,
+        "purpose": PURPOSE,
+        "intended_use": INTENDED_USE,
+        "data": {
+            "snapshot_id": ingestion_summary.get("snapshot_id"),
+            "source": (ingestion_summary.get("source") or {}).get("uri"),
+            "ingested_at": ingestion_summary.get("ingested_at"),
+            "applicants (application_train)": (
+                ingestion_summary.get("tables", {}).get("application_train", {}).get("rows")
+            ),
+            "training split": splits.get("train", {}).get("rows"),
+            "test split": splits.get("test", {}).get("rows"),
+            "test default rate": metrics.get("test_base_rate"),
+            "contracts passed": ingestion_summary.get("contracts_passed"),
+            "missing tables": ", ".join(ingestion_summary.get("missing_tables") or []) or "none",
+            "synthetic data": _synthetic_text(ingestion_summary),
+        },
+        "features": {"count": len(catalog.FEATURES), "groups": groups},
+        "performance": {key: metrics[key] for key in HEADLINE_METRICS if key in metrics},
+        "calibration": [
+            {k: row.get(k) for k in ("bin", "n", "mean_pd", "default_rate", "defaults")}
+            for row in tables.get("calibration", [])
+        ],
+        "fairness": fairness,
+        "decision_policy": {
+            **{
+                k: v
+                for k, v in evaluation["decision_policy"]["decision"].items()
+                if k in ("threshold", "approval_rate", "bad_rate_approved", "break_even_pd")
+            },
+            "policy": evaluation["decision_policy"]["decision"].get("policy", {}).get("kind"),
+            "score_scaling": {
+                k: v
+                for k, v in evaluation["decision_policy"]["score_scaling"].items()
+                if k in ("base_score", "base_odds", "pdo", "min_score", "max_score")
+            },
+        },
+        "validation": validation,
+        "deviations": validation.get("deviations") or [],
+        "synthetic": deviation_records.synthetic_data(ingestion_summary),
+        "limitations": LIMITATIONS,
+        "images": images,
+    }
+
+
+def _synthetic_text(ingestion_summary: Mapping[str, Any]) -> str:
+    marker = deviation_records.synthetic_data(ingestion_summary)
+    if marker is None:
+        return "no"
+    return f"YES: generated by creditrisk (seed {marker.get('seed')}), not a lender's records"

@@ -21,7 +21,7 @@ Signature: every model feature by name; categories as ``string``; DOUBLE feature
 ``double``; BIGINT features as ``Any``, because pandas stores an integer column as int64 when a
 batch has no NULL and as float64 when it has one, and MLflow accepts neither int64 for a
 ``double`` column nor float64 for a ``long`` one. Their numeric type is checked by
-:func:`creditrisk.modeling.train.feature_frame` instead. Extra input columns (SK_ID_CURR,
+:func:`creditrisk.modeling.model.feature_frame` instead. Extra input columns (SK_ID_CURR,
 TARGET) are dropped by MLflow's schema enforcement with a warning.
 """
 
@@ -43,7 +43,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from creditrisk.features import catalog
 from creditrisk.io import write_json
-from creditrisk.modeling.train import Calibrator, TrainedModel, TrainParams
+from creditrisk.modeling.model import Calibrator, TrainedModel, TrainParams
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo

@@ -16,8 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from creditrisk.features.catalog import ID_COLUMN, TARGET_COLUMN
 from creditrisk.io import atomic_path
-from creditrisk.pipeline.fingerprints import file_sha256
-from creditrisk.settings import Workspace
+from creditrisk.provenance import file_sha256
 
 #: File name of each split under ``data/splits/``.
 SPLIT_FILES: dict[str, str] = {"train": "train.parquet", "test": "test.parquet"}
@@ -113,25 +112,29 @@ def check_disjoint(splits: Splits) -> None:
         )
 
 
-def save_splits(splits: Splits, workspace: Workspace) -> dict[str, dict[str, Any]]:
-    """Write ``data/splits/train.parquet`` and ``test.parquet`` atomically.
+def save_splits(
+    splits: Splits, directory: Path, *, relative_to: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Write ``train.parquet`` and ``test.parquet`` into ``directory`` atomically.
 
     Args:
         splits: The splits to write.
-        workspace: Workspace whose ``data/splits`` receives the files.
+        directory: Where the files go (the workspace's ``data/splits``).
+        relative_to: Record the paths relative to this folder (the workspace root).
 
     Returns:
-        Per split: ``path`` (relative to the workspace), ``sha256`` of the file, ``rows`` and
-        ``default_rate``; the training run records it as lineage.
+        Per split: ``path``, ``sha256`` of the file, ``rows`` and ``default_rate``; the training
+        run records it as lineage.
     """
     check_disjoint(splits)
     written: dict[str, dict[str, Any]] = {}
     for name, frame in splits.items():
-        destination = workspace.splits / SPLIT_FILES[name]
+        destination = directory / SPLIT_FILES[name]
         with atomic_path(destination, suffix=".parquet") as temporary:
             frame.to_parquet(temporary, index=False)
+        shown = destination.relative_to(relative_to) if relative_to is not None else destination
         written[name] = {
-            "path": destination.relative_to(workspace.home).as_posix(),
+            "path": shown.as_posix(),
             "sha256": file_sha256(destination),
             "rows": len(frame),
             "default_rate": float(frame[TARGET_COLUMN].mean()) if len(frame) else None,
@@ -139,16 +142,20 @@ def save_splits(splits: Splits, workspace: Workspace) -> dict[str, dict[str, Any
     return written
 
 
-def load_splits(workspace: Workspace) -> Splits:
+def split_files(directory: Path) -> dict[str, Path]:
+    """The split files in ``directory``, by split name."""
+    return {name: directory / file_name for name, file_name in SPLIT_FILES.items()}
+
+
+def load_splits(directory: Path) -> Splits:
     """Read the splits written by :func:`save_splits`.
 
     Raises:
         FileNotFoundError: Naming the split file that is absent (run the split first).
     """
     frames: dict[str, pd.DataFrame] = {}
-    for name, file_name in SPLIT_FILES.items():
-        path: Path = workspace.splits / file_name
+    for name, path in split_files(directory).items():
         if not path.exists():
-            raise FileNotFoundError(f"{name} split not found at {path}; split the applicants first")
+            raise FileNotFoundError(f"{name} split not found at {path}: run the train stage first")
         frames[name] = pd.read_parquet(path)
     return Splits(train=frames["train"], test=frames["test"])

@@ -22,9 +22,11 @@ hours (CloudWatch has no hours unit) so an alarm's threshold is the very number 
 team signed in :class:`~creditrisk.monitoring.trigger.RetrainRules` (``max_drift_share=0.30``)
 and in the freshness check (``max_age_hours=48``). The metric name carries the unit.
 
-Publishing is off unless ``CREDITRISK_CLOUDWATCH_ENABLED=true``; nothing here touches AWS at
-import time. The client uses boto3's standard chain for credentials and region, and honours
-``AWS_ENDPOINT_URL`` (how the tests reach a moto server).
+Publishing is off unless ``CREDITRISK_CLOUDWATCH_ENABLED=true`` (the ``cloudwatch`` section of
+:class:`creditrisk.settings.Settings`, which checks names and dimensions against CloudWatch's
+limits when it is read); nothing here touches AWS at import time. The client uses boto3's
+standard chain for credentials and region, and honours ``AWS_ENDPOINT_URL`` (how the tests reach
+a moto server).
 """
 
 from __future__ import annotations
@@ -35,14 +37,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from creditrisk.settings import (
+    MAX_DIMENSION_NAME_LENGTH,
+    MAX_DIMENSION_VALUE_LENGTH,
+    MAX_DIMENSIONS,
+    MAX_NAMESPACE_LENGTH,
+    CloudWatchSettings,
+    check_dimensions,
+)
 
-#: CloudWatch's limits (PutMetricData and Dimension in the CloudWatch API reference).
-MAX_DIMENSIONS = 30
-MAX_NAMESPACE_LENGTH = 255
-MAX_DIMENSION_NAME_LENGTH = 255
-MAX_DIMENSION_VALUE_LENGTH = 1024
+__all__ = [
+    "MAX_DIMENSIONS",
+    "MAX_DIMENSION_NAME_LENGTH",
+    "MAX_DIMENSION_VALUE_LENGTH",
+    "MAX_NAMESPACE_LENGTH",
+    "METRICS",
+    "CloudWatchError",
+    "CloudWatchSettings",
+    "MonitorMetrics",
+    "check_dimensions",
+    "cloudwatch_client",
+    "publish",
+]
+
 #: CloudWatch rejects values outside ±2^360, and NaN or infinities.
 MAX_ABS_VALUE = 2.0**360
 
@@ -58,69 +75,6 @@ MODEL_VERSION_DIMENSION = "ModelVersion"
 
 class CloudWatchError(Exception):
     """CloudWatch could not be reached or refused the data; carries AWS's message."""
-
-
-def _check_text(text: str, what: str, max_length: int, *, leading_colon: bool = True) -> None:
-    # CloudWatch takes printable ASCII only, at least one non-blank character.
-    if not isinstance(text, str):
-        raise ValueError(f"{what} must be text, got {text!r}")
-    if not text.strip():
-        raise ValueError(f"{what} must contain a non-whitespace character, got {text!r}")
-    if len(text) > max_length:
-        raise ValueError(f"{what} must be at most {max_length} characters, got {len(text)}")
-    if not text.isascii() or not text.isprintable():
-        raise ValueError(f"{what} must be printable ASCII, got {text!r}")
-    if not leading_colon and text.startswith(":"):
-        raise ValueError(f"{what} must not start with ':', got {text!r}")
-
-
-def check_dimensions(dimensions: Mapping[str, str]) -> None:
-    """Raise ``ValueError`` unless CloudWatch would accept ``dimensions`` on a metric."""
-    if len(dimensions) > MAX_DIMENSIONS:
-        raise ValueError(f"at most {MAX_DIMENSIONS} dimensions per metric, got {len(dimensions)}")
-    for name, value in dimensions.items():
-        _check_text(name, "dimension name", MAX_DIMENSION_NAME_LENGTH, leading_colon=False)
-        _check_text(value, f"dimension {name!r} value", MAX_DIMENSION_VALUE_LENGTH)
-
-
-class CloudWatchSettings(BaseSettings):
-    """Where and how to publish, read from ``CREDITRISK_CLOUDWATCH_*`` environment variables.
-
-    ``CREDITRISK_CLOUDWATCH_DIMENSIONS`` is JSON, e.g.
-    ``{"Model": "CreditRiskPD", "Environment": "prod"}``.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="CREDITRISK_CLOUDWATCH_", extra="ignore")
-
-    enabled: bool = Field(default=False, description="publish monitor metrics to CloudWatch")
-    namespace: str = Field(default="CreditRisk/PD", description="CloudWatch namespace")
-    dimensions: dict[str, str] = Field(
-        default_factory=lambda: {"Model": "CreditRiskPD"},
-        description="dimensions on every metric (name → value)",
-    )
-    region: str | None = Field(
-        default=None, description="AWS region (default: boto3's chain, e.g. AWS_DEFAULT_REGION)"
-    )
-    timeout_seconds: float = Field(
-        default=10.0, gt=0, description="connect and read timeout of each request, in seconds"
-    )
-    max_attempts: int = Field(
-        default=3, ge=1, description="attempts per request, the first included"
-    )
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace_is_ours(cls, namespace: str) -> str:
-        _check_text(namespace, "namespace", MAX_NAMESPACE_LENGTH, leading_colon=False)
-        if namespace.startswith("AWS/"):
-            raise ValueError(f"namespace {namespace!r}: 'AWS/' is reserved for AWS services")
-        return namespace
-
-    @field_validator("dimensions")
-    @classmethod
-    def _dimensions_are_valid(cls, dimensions: dict[str, str]) -> dict[str, str]:
-        check_dimensions(dimensions)
-        return dimensions
 
 
 #: Field of :class:`MonitorMetrics` → (CloudWatch metric name, CloudWatch unit).
@@ -261,7 +215,7 @@ def _batches(datums: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[d
 
 def publish(
     metrics: MonitorMetrics,
-    settings: CloudWatchSettings | None = None,
+    settings: CloudWatchSettings,
     *,
     client: Any = None,
     timestamp: datetime | None = None,
@@ -274,7 +228,7 @@ def publish(
 
     Args:
         metrics: The run's numbers.
-        settings: Where to publish (default: read from ``CREDITRISK_CLOUDWATCH_*`` now).
+        settings: Where to publish (``Settings().cloudwatch``).
         client: A boto3 CloudWatch client to use instead of one built from ``settings``
             (its own timeouts and retries then apply).
         timestamp: When the run measured these numbers (default: now, UTC).
@@ -294,7 +248,6 @@ def publish(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    settings = settings if settings is not None else CloudWatchSettings()
     if not settings.enabled:
         return {"published": False, "reason": "disabled"}
     timestamp = timestamp or datetime.now(UTC)

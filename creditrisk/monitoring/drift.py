@@ -23,7 +23,6 @@ What the report tests, and how (see ``bench/studies/evidently_drift.md`` for the
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from creditrisk.io import atomic_path, write_json
-from creditrisk.pipeline.results import to_json_value
+from creditrisk.provenance import to_json_value
+from creditrisk.settings import default_environment
 
 if TYPE_CHECKING:  # pragma: no cover
     from evidently.core.report import Snapshot
@@ -155,7 +155,7 @@ def run_drift(
     Raises:
         ValueError: The current batch is empty, or a feature is absent from either frame.
     """
-    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry (UI only) stays off
+    default_environment("DO_NOT_TRACK", "1")  # Evidently's telemetry (UI only) stays off
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 

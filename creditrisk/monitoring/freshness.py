@@ -3,8 +3,8 @@
 A model scored on stale bureau or payment data decides on yesterday's applicant. The check reads
 each table file's modification time in the source (a folder, or an S3 prefix's LastModified),
 so it costs a listing, not a download. ``creditrisk freshness --fail-on-stale`` exits non-zero
-when any required table is stale or missing; the report goes to
-``reports/data_freshness.json``.
+when any required table is stale or missing; the caller writes the report (the monitor stage and
+the command line to ``reports/data_freshness.json``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from typing import Any
 
 from creditrisk.data import sources
 from creditrisk.data.tables import tables
-from creditrisk.io import write_json
-from creditrisk.settings import Workspace
 
 #: Default maximum age of a source snapshot, in hours (a daily feed with a day of slack).
 DEFAULT_MAX_AGE_HOURS = 48.0
@@ -94,10 +92,3 @@ def check_freshness(
         "stale": bool(reasons),
         "reasons": reasons,
     }
-
-
-def write_freshness(report: Mapping[str, Any], workspace: Workspace) -> Path:
-    """``reports/data_freshness.json``."""
-    path = workspace.reports / "data_freshness.json"
-    write_json(path, dict(report))
-    return path

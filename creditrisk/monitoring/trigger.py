@@ -10,26 +10,22 @@ to ``reports/retrain_trigger.json``.
 
 Breaches count only among comparable runs: the same *stream* (the pipeline's own test split is
 not a production batch) and the same model version (a new champion starts with a clean slate).
-With ``auto_retrain`` the monitor launches the retrain command (:func:`launch_retrain`) as a
-detached process that waits for the workspace lock, so a monitor stage inside a pipeline run can
-call for a retrain without deadlocking on its own run.
+With ``auto_retrain`` the monitor stage launches the retrain command (:func:`retrain_command`)
+as a detached process that waits for the workspace lock, so a monitor stage inside a pipeline
+run can call for a retrain without deadlocking on its own run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from creditrisk.io import append_line, write_json
-from creditrisk.settings import Workspace
 
 
 @dataclass(frozen=True)
@@ -139,47 +135,24 @@ def record_and_decide(
     return decision
 
 
-def default_retrain_command() -> list[str]:
+def default_retrain_command(python: str = sys.executable) -> list[str]:
     """The whole pipeline, forced, once the workspace is free (waits up to six hours)."""
-    return [sys.executable, "-m", "creditrisk.cli", "run", "--force", "--wait", "21600"]
+    return [python, "-m", "creditrisk.cli", "run", "--force", "--wait", "21600"]
 
 
-def launch_retrain(
-    workspace: Workspace, command: Sequence[str] | str | None = None
-) -> dict[str, Any]:
-    """Start the retrain command detached from this process; it outlives the monitor.
+def retrain_command(command: Sequence[str] | str | None = None) -> list[str]:
+    """The retrain command as an argument list.
 
     Args:
-        workspace: Where it runs (``CREDITRISK_HOME``); its log goes to ``runs/``.
         command: An argument list or a shell-style string, e.g. a team's
             ``airflow dags trigger creditrisk``; default :func:`default_retrain_command`.
 
-    Returns:
-        ``pid``, ``command``, ``log`` and ``launched_at``, for ``retrain_trigger.json``.
+    Raises:
+        ValueError: The command is empty.
     """
     if isinstance(command, str):
         command = shlex.split(command)
     argv = list(command or default_retrain_command())
     if not argv:
         raise ValueError("the retrain command is empty")
-    launched_at = datetime.now(UTC)
-    log = workspace.runs / f"retrain-{launched_at:%Y%m%dT%H%M%SZ}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "CREDITRISK_HOME": str(workspace.home)}
-    environment.pop("CREDITRISK_RUN_ID", None)  # the retrain is a run of its own
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=workspace.home,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not killed with the monitor's process group
-        )
-    return {
-        "pid": process.pid,
-        "command": argv,
-        "log": str(log),
-        "launched_at": launched_at.isoformat(timespec="seconds"),
-    }
+    return argv

@@ -32,11 +32,12 @@ command and the repository checkout (``pipeline.yaml`` and the notebooks).
 from __future__ import annotations
 
 import importlib.util
-import os
 import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from creditrisk.settings import get_settings
 
 FRESHNESS_TASK = "freshness"
 PROMOTE_TASK = "promote"
@@ -174,7 +175,8 @@ def build_dag(
 
     path = Path(pipeline_yaml) if pipeline_yaml is not None else default_pipeline_yaml()
     tasks = stage_commands(path, executable=executable, require_approval=require_approval)
-    home = workspace or os.environ.get("CREDITRISK_HOME")
+    settings = get_settings()
+    home = workspace or (str(settings.home) if settings.home_is_explicit else None)
     env = {"DO_NOT_TRACK": "1", **({"CREDITRISK_HOME": home} if home else {})}
     params = {
         "data": Param(data, type="string", description="folder or s3://bucket/prefix"),

@@ -7,13 +7,21 @@ Schema (every key except ``stages`` and a stage's ``name`` and ``notebook`` is o
       - name: ingest                   # letters, digits, '_' and '-'; unique
         description: raw files → typed Parquet        # shown by tooling, not used by the runner
         notebook: notebooks/01_ingest.ipynb           # relative to the project root
+        module: creditrisk.stages.ingest              # its Params must declare the parameters
         parameters: {source: "", size: small, seed: 42}  # the overridable parameters, defaults
-        inputs: ["{source|data/raw}"]  # what the stage reads; fingerprints decide re-runs
+        inputs: ["{source|data/raw}"]  # the data the stage reads; fingerprints decide re-runs
         outputs: [data/bronze, reports/ingestion_summary.json]  # what the stage must write
         skip_unchanged: true           # false: always run (effects outside declared files)
 
 ``parameters`` lists every parameter the pipeline may set; papermill injects them into the
-notebook's ``parameters`` cell. An override that names no declared parameter is an error.
+notebook's ``parameters`` cell. An override that names no declared parameter is an error. Their
+defaults are the documented policy: with ``module``, the runner checks them against the stage's
+``Params`` (names and defaults) before anything runs, and a value that differs from them is
+recorded as a deviation.
+
+Code is not an input: the runner fingerprints every module the notebook imports (found by
+reading the imports, :mod:`creditrisk.pipeline.code`), the SQL those packages ship and the
+versions of the installed packages they use.
 
 ``inputs`` and ``outputs`` are paths relative to the workspace (``CREDITRISK_HOME``), or
 absolute paths; an input may also be a URI such as ``s3://bucket/prefix``. A file is
@@ -22,8 +30,7 @@ are templates:
 
 - ``{name}`` is the stage's parameter ``name`` as executed (after overrides);
 - ``{name|fallback}`` is the same, or ``fallback`` when the parameter is empty or null;
-- ``{home}`` is the workspace root and ``{project}`` the project root, e.g.
-  ``"{project}/creditrisk/features/sql"`` makes library code an input of a stage.
+- ``{home}`` is the workspace root and ``{project}`` the project root.
 
 An entry that renders to an empty string is dropped (an optional input). Outputs must be local
 paths: the runner checks after every run that each declared output exists.
@@ -73,6 +80,11 @@ class StageConfig(BaseModel):
 
     name: StageName
     notebook: str = Field(description="notebook path, relative to the project root")
+    module: str | None = Field(
+        default=None,
+        description="the stage module whose Params declares the parameters, e.g. "
+        "creditrisk.stages.ingest; the runner refuses parameters that disagree with it",
+    )
     description: str = ""
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
     inputs: list[str] = Field(default_factory=list)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from creditrisk.io import write_text
 from creditrisk.pipeline.config import is_uri
+from creditrisk.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 #: without its timestamps changing (git's "racy" files), so its hash is not cached.
 RACY_WINDOW_S = 2.0
 
-_CHUNK = 1024 * 1024
 _CACHE_VERSION = 2
 
 
@@ -105,15 +105,6 @@ class HashCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text(self.path, json.dumps({"version": _CACHE_VERSION, "files": self._entries}))
         self._dirty = False
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(location: str | Path, cache: HashCache) -> Fingerprint:

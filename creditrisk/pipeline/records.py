@@ -14,58 +14,42 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import getpass
-import importlib.metadata
 import logging
 import os
-import platform
-import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
+from creditrisk.governance.deviations import Deviation
 from creditrisk.io import write_text
+from creditrisk.pipeline.code import CodeFingerprint
 from creditrisk.pipeline.fingerprints import Fingerprint
+from creditrisk.provenance import GitInfo, LockInfo, utc_now
+
+__all__ = [
+    "ErrorInfo",
+    "GitInfo",
+    "PipelineState",
+    "RunRecord",
+    "StageRecord",
+    "StageState",
+    "latest_run_id",
+    "new_run_id",
+    "point_latest",
+    "utc_now",
+]
 
 logger = logging.getLogger(__name__)
 
 StageStatus = Literal["running", "succeeded", "failed", "skipped", "not-run"]
 RunStatus = Literal["running", "succeeded", "failed"]
 
-#: Distributions whose versions are recorded with every run (those installed).
-RECORDED_PACKAGES = (
-    "creditrisk",
-    "papermill",
-    "nbconvert",
-    "nbformat",
-    "nbclient",
-    "ipykernel",
-    "scrapbook",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "duckdb",
-    "scikit-learn",
-    "xgboost",
-    "mlflow",
-    "evidently",
-)
-
 STATE_FILE = ".state.json"
 HASH_CACHE_FILE = ".hash-cache.json"
 LATEST_LINK = "latest"
 LATEST_FILE = "LATEST"
-
-
-class GitInfo(BaseModel):
-    """The project's git commit; ``commit`` is None outside git or before the first commit."""
-
-    commit: str | None = None
-    dirty: bool | None = None  # tracked files modified since the commit
 
 
 class ErrorInfo(BaseModel):
@@ -92,6 +76,16 @@ class StageRecord(BaseModel):
     ipynb: str | None = Field(default=None, description="executed notebook, workspace-relative")
     html: str | None = Field(default=None, description="rendered notebook, workspace-relative")
     reused_from: str | None = Field(default=None, description="run whose outputs were reused")
+    code: CodeFingerprint | None = Field(
+        default=None, description="the modules, data files and packages the notebook runs"
+    )
+    deviations: list[Deviation] = Field(
+        default_factory=list, description="parameters that differ from pipeline.yaml's policy"
+    )
+    run_files: list[str] = Field(
+        default_factory=list,
+        description="files the stage wrote into the run folder besides its notebook (model card)",
+    )
     error: ErrorInfo | None = None
 
 
@@ -110,6 +104,9 @@ class RunRecord(BaseModel):
     python: str
     platform: str
     packages: dict[str, str] = Field(default_factory=dict)
+    lock: LockInfo = Field(
+        default_factory=LockInfo, description="the lock files and whether the packages match"
+    )
     kernel: str
     force: bool = False
     overrides: dict[str, JsonValue] = Field(default_factory=dict)
@@ -146,12 +143,14 @@ class StageState(BaseModel):
     results: dict[str, JsonValue] = Field(default_factory=dict)
     ipynb: str | None = None
     html: str | None = None
+    code: CodeFingerprint | None = None
+    run_files: list[str] = Field(default_factory=list)
 
 
 class PipelineState(BaseModel):
     """``runs/.state.json``: the last successful run of every stage."""
 
-    version: Literal[1] = 1
+    version: Literal[2] = 2  # 2: stages carry a code fingerprint; a version-1 state re-runs all
     stages: dict[str, StageState] = Field(default_factory=dict)
 
     @classmethod
@@ -170,57 +169,10 @@ class PipelineState(BaseModel):
         write_text(path, self.model_dump_json(indent=2) + "\n")
 
 
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
 def new_run_id(now: dt.datetime | None = None) -> str:
     """A sortable, unique run id such as ``20261122T061500Z-3f9a1c`` (UTC time + random)."""
     now = now or utc_now()
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
-
-
-def git_info(root: Path) -> GitInfo:
-    """The commit checked out in ``root`` and whether tracked files differ from it."""
-    commit = _git(root, "rev-parse", "--verify", "--quiet", "HEAD")
-    if commit is None:
-        return GitInfo()
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return GitInfo(commit=commit, dirty=None if status is None else bool(status))
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None  # no git on this machine
-    return completed.stdout.strip() if completed.returncode == 0 else None
-
-
-def current_user() -> str:
-    """The login name; containers without a passwd entry fall back to the uid."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
-def environment() -> dict[str, object]:
-    """User, host, Python, platform and package versions of this process."""
-    packages = {}
-    for name in RECORDED_PACKAGES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            packages[name] = importlib.metadata.version(name)
-    return {
-        "user": current_user(),
-        "host": socket.gethostname(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": packages,
-    }
 
 
 def point_latest(runs_dir: Path, run_id: str) -> None:

@@ -11,12 +11,17 @@ Where notebooks run:
     ``CREDITRISK_RUN_ID`` (for lineage) from the runner's environment, restored afterwards.
 
 Incremental runs:
-    A stage is skipped, and its outputs reused, when its notebook cells, its parameters and
-    its input fingerprints equal those of its last successful run and its outputs still have
-    the fingerprints recorded then (``runs/.state.json``). An earlier stage that re-runs and
-    changes its outputs therefore makes the stages reading them re-run. ``force=True`` runs
-    every selected stage. An input that did not exist before its stage ran (data the stage
-    generates on demand, e.g. synthetic raw files) is remembered as the stage left it.
+    A stage is skipped, and its outputs reused, when its notebook cells, its parameters, its
+    code (every module in its notebook's import closure, the SQL they ship, the versions of the
+    packages they use: :mod:`creditrisk.pipeline.code`) and its input fingerprints equal those
+    of its last successful run and its outputs still have the fingerprints recorded then
+    (``runs/.state.json``). An earlier stage that re-runs and changes its outputs therefore
+    makes the stages reading them re-run. ``force=True`` runs every selected stage. An input
+    that did not exist before its stage ran (data the stage generates on demand, e.g. synthetic
+    raw files) is remembered as the stage left it. A skipped stage still has a complete record
+    in the new run folder: its HTML is copied from the run that produced its outputs, with a
+    banner naming that run, and so are the files it left in its run folder (the model card, the
+    drift report).
 
 Parameters:
     ``pipeline.yaml`` defaults, then ``overrides``: ``name`` sets parameter ``name`` of every
@@ -24,18 +29,24 @@ Parameters:
     no stage declares is an error. :func:`parse_overrides` reads ``name=value`` strings from
     the command line with YAML rules (``seed=7`` is an int).
 
+Parameters and policy:
+    A stage with a ``module`` in ``pipeline.yaml`` has its declared parameters checked against
+    that module's ``Params`` before anything runs; every value that differs from the default is
+    recorded in ``run.json`` as a deviation from the documented policy.
+
 Concurrency:
-    One run per workspace: a non-blocking file lock (``Workspace.lock_file``), with the
-    holder's pid and run id in a sidecar file so a second run can say who holds it.
+    One run per workspace: a non-blocking file lock (:mod:`creditrisk.locking`), with the
+    holder's pid and run id in a sidecar file so a second run can say who holds it, and so a
+    stage kernel can prove it belongs to the run (only then does it write production).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
+import html as html_text
+import importlib
 import re
-import socket
+import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +56,10 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from creditrisk import locking
+from creditrisk.governance.deviations import Deviation, FieldPolicy, parameter_deviations
 from creditrisk.io import write_text
+from creditrisk.pipeline.code import code_fingerprint
 from creditrisk.pipeline.config import (
     PipelineConfig,
     PipelineConfigError,
@@ -64,14 +78,13 @@ from creditrisk.pipeline.records import (
     RunRecord,
     StageRecord,
     StageState,
-    environment,
-    git_info,
     new_run_id,
     point_latest,
     utc_now,
 )
-from creditrisk.pipeline.results import read_results, to_json_value
-from creditrisk.settings import Workspace, scoped_environment
+from creditrisk.provenance import environment_info, git_info, lock_info, to_json_value
+from creditrisk.settings import HOME_VARIABLE, RUN_ID_VARIABLE, Workspace, scoped_environment
+from creditrisk.stages.results import read_results
 
 Echo = Callable[[str], object]
 
@@ -110,16 +123,12 @@ class StageFailed(PipelineError):
         super().__init__(f"stage {stage!r} failed: {message}\n  {where}")
 
 
-class PipelineLocked(PipelineError):
+class PipelineLocked(PipelineError, locking.WorkspaceLocked):
     """Another run holds the workspace lock.
 
     Attributes:
         holder: The holder's pid, run id, user, host and start time, if it could be read.
     """
-
-    def __init__(self, message: str, holder: Mapping[str, Any] | None = None) -> None:
-        self.holder = dict(holder or {})
-        super().__init__(message)
 
 
 class RunExists(PipelineError):
@@ -176,6 +185,7 @@ def run_pipeline(
         workspace = Workspace(workspace)
     selected = select_stages(config, from_stage=from_stage, to_stage=to_stage, only=only)
     parameters = resolve_parameters(config, selected, overrides)
+    policies = check_declarations(config)
     _check_notebooks(config, selected)
     _check_kernel(kernel_name or config.kernel)
     if run_id is not None:
@@ -195,11 +205,10 @@ def run_pipeline(
             cache=HashCache(workspace.runs / HASH_CACHE_FILE),
             echo=echo,
             force=force,
+            policies=policies,
         )
         try:
-            with scoped_environment(
-                {"CREDITRISK_HOME": str(workspace.home), "CREDITRISK_RUN_ID": run_id}
-            ):
+            with scoped_environment({HOME_VARIABLE: str(workspace.home), RUN_ID_VARIABLE: run_id}):
                 _run_stages(context, selected)
         finally:
             _finish(context)
@@ -318,6 +327,54 @@ def resolve_parameters(
     return resolved
 
 
+@dataclass(frozen=True)
+class StagePolicy:
+    """A stage's documented policy: its parameters' defaults and what kind of policy each is."""
+
+    defaults: Mapping[str, JsonValue]
+    kinds: Mapping[str, FieldPolicy]
+    meanings: Mapping[str, str]
+
+
+def check_declarations(config: PipelineConfig) -> dict[str, StagePolicy]:
+    """Each stage's policy; stages naming a ``module`` are checked against its ``Params``.
+
+    Raises:
+        PipelineConfigError: A module cannot be imported or has no ``Params``, or
+            ``pipeline.yaml``'s parameters of a stage disagree with it (names or defaults).
+    """
+    from creditrisk.stages.params import StageParams, check_declaration
+
+    policies: dict[str, StagePolicy] = {}
+    problems: list[str] = []
+    for stage in config.stages:
+        if stage.module is None:
+            policies[stage.name] = StagePolicy(dict(stage.parameters), {}, {})
+            continue
+        try:
+            # The module is named in pipeline.yaml; importing it is what checking it means.
+            params = getattr(importlib.import_module(stage.module), "Params", None)
+        except ImportError as exc:
+            raise PipelineConfigError(
+                f"stage {stage.name!r}: cannot import {stage.module}: {exc}"
+            ) from None
+        if not (isinstance(params, type) and issubclass(params, StageParams)):
+            raise PipelineConfigError(
+                f"stage {stage.name!r}: {stage.module} has no Params(StageParams) class"
+            )
+        problems.extend(check_declaration(stage.name, params, stage.parameters))
+        meanings = {n: f.description or "" for n, f in params.model_fields.items()}
+        policies[stage.name] = StagePolicy(
+            params.documented_policy(), params.field_policies(), meanings
+        )
+    if problems:
+        raise PipelineConfigError(
+            "pipeline.yaml disagrees with the stages' declared parameters:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+        )
+    return policies
+
+
 def render_html(ipynb: Path, html: Path, title: str) -> None:
     """Render an executed notebook to one self-contained HTML file, written atomically.
 
@@ -364,6 +421,7 @@ class _Context:
     cache: HashCache
     echo: Echo
     force: bool
+    policies: Mapping[str, StagePolicy]
 
     @property
     def run_dir(self) -> Path:
@@ -401,17 +459,20 @@ def _run_stage(
     context: _Context, stage: StageConfig, stage_record: StageRecord, label: str
 ) -> None:
     stage_record.started = utc_now()
-    stage_record.notebook_sha256 = notebook_sha256(context.config.notebook_path(stage))
+    notebook = context.config.notebook_path(stage)
+    stage_record.notebook_sha256 = notebook_sha256(notebook)
+    stage_record.code = code_fingerprint(
+        notebook, context.config.project_root, hasher=context.cache
+    )
+    stage_record.deviations = _deviations(context, stage, stage_record)
     inputs = _locations(context, stage, stage.inputs)
     stage_record.inputs = {key: fingerprint(path, context.cache) for key, path in inputs.items()}
 
     previous = _reusable(context, stage, stage_record)
     if previous is not None:
+        _reuse(context, stage_record, previous)
         stage_record.status = "skipped"
         stage_record.duration_s = _elapsed(stage_record)
-        stage_record.reused_from = previous.run_id
-        stage_record.results = previous.results
-        stage_record.ipynb, stage_record.html = previous.ipynb, previous.html
         context.save_record()
         context.echo(f"{label} skipped (unchanged since run {previous.run_id})")
         return
@@ -433,6 +494,51 @@ def _run_stage(
     context.echo(f"{label} ok in {stage_record.duration_s:.1f} s → {stage_record.html}")
 
 
+def _deviations(
+    context: _Context, stage: StageConfig, stage_record: StageRecord
+) -> list[Deviation]:
+    """The stage's parameters that differ from the documented policy (pipeline.yaml)."""
+    policy = context.policies.get(stage.name) or StagePolicy(dict(stage.parameters), {}, {})
+    return parameter_deviations(
+        stage.name, stage_record.parameters, policy.defaults, policy.kinds, policy.meanings
+    )
+
+
+#: Shown on top of a reused stage's HTML in the new run folder.
+_REUSED_BANNER = (
+    '<div id="creditrisk-reused" style="margin:1rem;padding:0.8rem 1rem;border:2px solid '
+    '#bf8700;background:#fff8c5;font-family:system-ui,sans-serif;border-radius:6px">'
+    "<strong>Reused from run {run_id}</strong> (finished {finished}). This stage was skipped "
+    "in run {this_run}: its notebook, parameters, code (modules, SQL, package versions) and "
+    "inputs are unchanged and its outputs are intact, so the record below is that run's.</div>"
+)
+
+
+def _reuse(context: _Context, stage_record: StageRecord, previous: StageState) -> None:
+    """Record the reuse; copy the producing run's HTML (with a banner) and its run files."""
+    stage_record.reused_from = previous.run_id
+    stage_record.results = previous.results
+    stage_record.ipynb = previous.ipynb
+    if previous.html is not None:
+        source_html = context.workspace.home / previous.html
+        target = context.run_dir / source_html.name
+        banner = _REUSED_BANNER.format(
+            run_id=html_text.escape(previous.run_id),
+            finished=html_text.escape(previous.finished.isoformat(timespec="seconds")),
+            this_run=html_text.escape(context.record.run_id),
+        )
+        page = source_html.read_text(encoding="utf-8")
+        body = re.search(r"<body[^>]*>", page)
+        at = body.end() if body else 0
+        write_text(target, page[:at] + banner + page[at:])
+        stage_record.html = context.relative(target)
+    source_dir = context.workspace.runs / previous.run_id
+    for name in previous.run_files:
+        if (source_dir / name).is_file():
+            shutil.copy2(source_dir / name, context.run_dir / name)
+            stage_record.run_files.append(name)
+
+
 def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -> None:
     """Run the notebook with papermill, then render it and read its results, even on error."""
     import papermill
@@ -440,6 +546,7 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
     stem = f"{context.config.position(stage.name):02d}_{stage.name}"
     ipynb = context.run_dir / f"{stem}.ipynb"
     html = context.run_dir / f"{stem}.html"
+    before = {path.name for path in context.run_dir.iterdir()}
     error: BaseException | None = None
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
         try:
@@ -471,6 +578,11 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
             error = error or exc
         else:
             _attach_to_mlflow_run(context, stage_record, html)
+    stage_record.run_files = sorted(
+        path.name
+        for path in context.run_dir.iterdir()
+        if path.is_file() and path.name not in before | {ipynb.name, html.name, "run.json"}
+    )
     if error is not None:
         raise error
 
@@ -481,12 +593,13 @@ def _attach_to_mlflow_run(context: _Context, stage_record: StageRecord, html: Pa
     if not isinstance(mlflow_run_id, str) or not mlflow_run_id:
         return
     from creditrisk import tracking
+    from creditrisk.settings import Settings
 
     try:
         tracking.attach_audit_record(
             mlflow_run_id,
             [html],
-            context.workspace,
+            tracking.tracking_uri(Settings(), context.workspace),
             context.record.run_id,
             results=dict(stage_record.results or {}),
             results_name=f"{html.stem}.results.json",
@@ -509,9 +622,13 @@ def _reusable(
     if (
         previous.notebook_sha256 != stage_record.notebook_sha256
         or previous.parameters != stage_record.parameters
+        or stage_record.code is None
+        or not stage_record.code.same_as(previous.code)
         or not _unchanged(stage_record.inputs, previous.inputs)
     ):
         return None
+    if previous.html is None or not (context.workspace.home / previous.html).is_file():
+        return None  # its record is gone: re-run rather than leave this run without one
     outputs = _locations(context, stage, stage.outputs)
     current = {key: fingerprint(path, context.cache) for key, path in outputs.items()}
     if not _unchanged(current, previous.outputs):
@@ -546,6 +663,8 @@ def _remember_success(
         results=stage_record.results,
         ipynb=stage_record.ipynb,
         html=stage_record.html,
+        code=stage_record.code,
+        run_files=stage_record.run_files,
     )
     context.state.save(context.workspace.runs / STATE_FILE)
 
@@ -627,6 +746,7 @@ def _start_record(
         kernel=kernel_name or config.kernel,
         force=force,
         overrides={key: _json_override(key, value) for key, value in overrides.items()},
+        lock=lock_info(config.project_root),
         stages=[
             StageRecord(
                 name=stage.name,
@@ -636,7 +756,7 @@ def _start_record(
             )
             for stage in selected
         ],
-        **environment(),  # type: ignore[arg-type]
+        **environment_info(),
     )
     record.write(workspace.runs)
     return record
@@ -692,58 +812,12 @@ def _names(parameters: Mapping[str, object]) -> str:
 
 
 @contextlib.contextmanager
-def _workspace_lock(workspace: Workspace, run_id: str, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold the workspace lock for one run (waiting up to ``wait_seconds`` for it), or raise
-    PipelineLocked naming the holder."""
-    from filelock import FileLock, Timeout
-
-    workspace.home.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(workspace.lock_file)
-    owner_file = _owner_file(workspace)
+def _workspace_lock(workspace: Workspace, run_id: str, wait_seconds: float = 0.0) -> Iterator[Any]:
+    """Hold the workspace lock for one run, or raise PipelineLocked naming the holder."""
     try:
-        if wait_seconds > 0:
-            lock.acquire(timeout=wait_seconds)
-        else:
-            lock.acquire(blocking=False)
-    except Timeout:
-        holder = _read_owner(owner_file)
-        raise PipelineLocked(_locked_message(workspace, holder), holder) from None
-    try:
-        owner = {
-            "pid": os.getpid(),
-            "run_id": run_id,
-            "host": socket.gethostname(),
-            "started": utc_now().isoformat(timespec="seconds"),
-        }
-        write_text(owner_file, json.dumps(owner) + "\n")
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            owner_file.unlink()
-        lock.release()
-
-
-def _owner_file(workspace: Workspace) -> Path:
-    return workspace.lock_file.with_name(workspace.lock_file.name + ".owner")
-
-
-def _read_owner(path: Path) -> dict[str, Any] | None:
-    try:
-        owner = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # the holder has not written it yet, or is another tool
-    return owner if isinstance(owner, dict) else None
-
-
-def _locked_message(workspace: Workspace, holder: Mapping[str, Any] | None) -> str:
-    if holder:
-        who = (
-            f"run {holder.get('run_id')} (pid {holder.get('pid')} on {holder.get('host')}, "
-            f"started {holder.get('started')})"
-        )
-    else:
-        who = "another process"
-    return (
-        f"workspace {workspace.home} is in use by {who}. Wait for it to finish: the lock "
-        f"{workspace.lock_file} is released automatically when that process ends."
-    )
+        with locking.workspace_lock(workspace, run_id, wait_seconds) as owner:
+            yield owner
+    except locking.WorkspaceLocked as exc:
+        if isinstance(exc, PipelineLocked):
+            raise
+        raise PipelineLocked(str(exc), exc.holder) from None

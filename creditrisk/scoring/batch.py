@@ -1,6 +1,8 @@
 """Batch scoring: raw Home Credit tables in, one score per applicant out.
 
-``creditrisk score --input DIR|s3://… --output scores.parquet|.csv`` (``make score``):
+The core of ``creditrisk score --input DIR|s3://… --output scores.parquet|.csv`` (``make
+score``, whose command-line edge is :mod:`serving.batch`) and of the monitor stage's production
+batches:
 
 1. **Stage** every table the input holds (Kaggle file names, CSV/CSV.GZ/ZIP or Parquet) into
    typed Parquet with the canonical columns. A row whose value does not fit its type is set
@@ -42,7 +44,7 @@ from creditrisk.data.tables import APPLICATION_TABLES, TableSpec, tables
 from creditrisk.features.catalog import ID_COLUMN
 from creditrisk.features.engine import build_feature_store
 from creditrisk.io import atomic_path
-from creditrisk.scoring import DEFAULT_REASONS, Scorer
+from creditrisk.scoring.scorer import DEFAULT_REASONS, Scorer
 
 logger = logging.getLogger("creditrisk.batch")
 

@@ -12,26 +12,29 @@ The one place that turns features into what a lender acts on, shared by the batc
 :class:`Scorer` loads a registry URI (``models:/CreditRiskPD@champion`` by default), pins the
 version it resolved, and reads the decision policy from the version's training run, so every
 score names the exact model version that produced it.
+
+The decision policy (cut-off and score scaling) is the one frozen on the registry version when
+it was registered (its ``decision_policy`` tag), so nothing that later writes to the version's
+MLflow run can change what production decides. Versions registered before policies were frozen
+fall back to ``decision_policy.json`` in their run, and :attr:`ModelInfo.policy_source` says so.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from creditrisk import registry
+from creditrisk import registry, tracking
 from creditrisk.features.catalog import ID_COLUMN
 from creditrisk.modeling import explain, scorecard
 
 if TYPE_CHECKING:
-    from creditrisk.modeling.train import TrainedModel
+    from creditrisk.modeling.model import TrainedModel
 
 APPROVE, DECLINE = "approve", "decline"
 
@@ -66,6 +69,7 @@ class ModelInfo:
     registered_at: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    policy_source: str = "registry version"
 
     @property
     def uri(self) -> str:
@@ -82,6 +86,7 @@ class ModelInfo:
             "feature_sql_hash": self.tags.get("feature_sql_hash"),
             "threshold": self.threshold,
             "score_scaling": self.scaling.as_dict(),
+            "decision_policy_source": self.policy_source,
             "metrics": self.metrics,
         }
 
@@ -103,8 +108,11 @@ def _parse_registry_uri(model_uri: str) -> tuple[str, str | None, str | None]:
     return name, None, version
 
 
-#: Headline metrics reported by ``/metadata`` (logged by the evaluate stage).
-HEADLINE_METRICS = ("test_auc", "test_gini", "test_ks", "test_brier", "test_ece")
+#: Headline metrics reported by ``/metadata`` (frozen on the version at registration).
+HEADLINE_METRICS = registry.HEADLINE_METRICS
+
+#: The run artifact older versions read their decision policy from.
+DECISION_POLICY_FILE = "decision_policy.json"
 
 
 def resolve_model(model_uri: str, tracking_uri: str | None = None) -> ModelInfo:
@@ -113,14 +121,11 @@ def resolve_model(model_uri: str, tracking_uri: str | None = None) -> ModelInfo:
     Raises:
         ScoringError: No such model, alias or version, or its run has no decision policy.
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
-
-    from creditrisk import tracking
 
     tracking.quiet_artifact_downloads()
     name, alias, version = _parse_registry_uri(model_uri)
-    client = registry._client(tracking_uri)
+    client = registry.registry_client(tracking_uri)
     try:
         found = (
             client.get_model_version_by_alias(name, alias)
@@ -130,19 +135,22 @@ def resolve_model(model_uri: str, tracking_uri: str | None = None) -> ModelInfo:
     except MlflowException as exc:
         raise ScoringError(f"{model_uri} does not resolve to a registered version: {exc}") from exc
     run_id = str(found.run_id)
+    policy, policy_source = registry.decision_policy_of(found), "registry version"
     try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{run_id}/decision_policy.json", tracking_uri=tracking_uri
-        )
-        policy = json.loads(Path(local).read_text(encoding="utf-8"))
+        if policy is None:  # registered before the policy was frozen on the version
+            policy = tracking.load_run_dict(run_id, DECISION_POLICY_FILE, tracking_uri)
+            policy_source = f"runs:/{run_id}/{DECISION_POLICY_FILE}"
         threshold = float(policy["decision"]["threshold"])
         scaling = scorecard.ScoreScaling.from_dict(policy["score_scaling"])
     except Exception as exc:
         raise ScoringError(
-            f"{name} version {found.version}: no usable decision_policy.json in MLflow run "
-            f"{run_id} ({exc}); run the evaluate stage for that model"
+            f"{name} version {found.version}: no usable decision policy on the version or in "
+            f"MLflow run {run_id} ({exc}); run the pipeline (evaluate → validate → register)"
         ) from exc
-    run_metrics = client.get_run(run_id).data.metrics
+    metrics = registry.headline_metrics_of(found)
+    if metrics is None:
+        run_metrics = client.get_run(run_id).data.metrics
+        metrics = {k: float(run_metrics[k]) for k in HEADLINE_METRICS if k in run_metrics}
     created = getattr(found, "creation_timestamp", None)
     return ModelInfo(
         name=name,
@@ -156,7 +164,8 @@ def resolve_model(model_uri: str, tracking_uri: str | None = None) -> ModelInfo:
         if created is None
         else datetime.fromtimestamp(created / 1000, UTC).isoformat(timespec="seconds"),
         tags=dict(found.tags or {}),
-        metrics={k: float(run_metrics[k]) for k in HEADLINE_METRICS if k in run_metrics},
+        metrics={k: v for k, v in metrics.items() if k in HEADLINE_METRICS},
+        policy_source=policy_source,
     )
 
 
@@ -221,14 +230,9 @@ class Scorer:
         The alias is resolved once, and the version it named is loaded, so a promotion while
         loading cannot mix two versions.
         """
-        import mlflow
-
         info = resolve_model(model_uri or registry.champion_uri(), tracking_uri)
-        if tracking_uri is not None:
-            mlflow.set_tracking_uri(tracking_uri)
         try:
-            loaded = mlflow.pyfunc.load_model(info.uri)
-            trained: TrainedModel = loaded.unwrap_python_model().trained
+            trained = tracking.load_trained(info.uri, tracking_uri)
         except Exception as exc:
             raise ScoringError(f"cannot load {info.uri}: {exc}") from exc
         return cls(trained, info)

@@ -17,17 +17,13 @@ and record their path instead).
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import enum
 import json
-import math
 import sys
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
-JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+from creditrisk.provenance import JsonValue, to_json_value
 
 #: Upper bound on one serialised result: results are key numbers, not data sets.
 MAX_RESULT_BYTES = 1_000_000
@@ -94,70 +90,6 @@ def read_results(notebook_path: str | PurePath) -> dict[str, JsonValue]:
     _register_encoder()
     scraps = scrapbook.read_notebook(str(notebook_path)).scraps
     return {name: scrap.data for name, scrap in scraps.items() if scrap.encoder != "display"}
-
-
-def to_json_value(value: object) -> JsonValue:
-    """Convert a value to plain JSON types (None, bool, int, float, str, list, dict).
-
-    Args:
-        value: A scalar, container, numpy/pandas object, path, date, enum, dataclass or
-            pydantic model.
-
-    Returns:
-        The same information as plain JSON; non-finite floats become ``None``.
-
-    Raises:
-        TypeError: The value has no JSON representation.
-    """
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return int(value)  # an IntEnum or bool-like subclass becomes a plain int
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, enum.Enum):
-        return to_json_value(value.value)
-    if isinstance(value, PurePath):
-        return value.as_posix()
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json_value(item) for item in value]
-    if isinstance(value, set | frozenset):
-        return sorted((to_json_value(item) for item in value), key=repr)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_json_value(dataclasses.asdict(value))
-    return _convert_library_value(value)
-
-
-def _convert_library_value(value: object) -> JsonValue:
-    """Convert numpy, pandas and pydantic values; TypeError for anything else."""
-    # Only libraries the notebook already imported can have produced the value, so checking
-    # sys.modules keeps this module free of heavy imports.
-    pandas = sys.modules.get("pandas")
-    if pandas is not None:
-        if value is pandas.NA or value is pandas.NaT:
-            return None
-        if isinstance(value, pandas.Timestamp | pandas.Timedelta):
-            return value.isoformat()
-        if isinstance(value, pandas.DataFrame):
-            return to_json_value(value.to_dict(orient="records"))
-        if isinstance(value, pandas.Series):
-            return to_json_value(value.to_dict())
-        if isinstance(value, pandas.Index):
-            return to_json_value(value.to_list())
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if isinstance(value, numpy.datetime64 | numpy.timedelta64):
-            return str(value)
-        if isinstance(value, numpy.generic | numpy.ndarray):
-            return to_json_value(value.tolist())
-    pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and isinstance(value, pydantic.BaseModel):
-        return to_json_value(value.model_dump(mode="json"))
-    raise TypeError(f"cannot record a value of type {type(value).__name__} as JSON: {value!r:.80}")
 
 
 def _summary(recorded: Mapping[str, JsonValue]) -> str:
