@@ -163,27 +163,43 @@ def load_trained(model_uri: str, tracking_uri: str | None) -> TrainedModel:
     """
     import mlflow
 
-    quiet_artifact_downloads()
-    with using_store(tracking_uri):
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, tracking_uri=tracking_uri, registry_uri=tracking_uri
-        )
-    loaded = mlflow.pyfunc.load_model(local)
-    trained: TrainedModel = loaded.unwrap_python_model().trained
+    with _model_copy(model_uri, tracking_uri) as local:
+        loaded = mlflow.pyfunc.load_model(str(local))
+        # The model reads every file it needs when it loads: the copy may go afterwards.
+        trained: TrainedModel = loaded.unwrap_python_model().trained
     return trained
+
+
+@contextmanager
+def _model_copy(model_uri: str, tracking_uri: str | None) -> Iterator[Path]:
+    """The model's files copied into a temporary folder, removed after the block.
+
+    Downloading a registered version from a local artifact store without a destination hands
+    back the store's own folder, and MLflow then writes ``registered_model_meta`` into it: every
+    load would rewrite a file of the registered model. A copy keeps the store read-only.
+    """
+    import tempfile
+
+    import mlflow
+
+    quiet_artifact_downloads()
+    with tempfile.TemporaryDirectory(prefix="creditrisk-model-") as scratch:
+        with using_store(tracking_uri):
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri,
+                dst_path=scratch,
+                tracking_uri=tracking_uri,
+                registry_uri=tracking_uri,
+            )
+        yield Path(local)
 
 
 def model_metadata(model_uri: str, tracking_uri: str | None) -> Any:
     """The logged model's ``MLmodel`` (``mlflow.models.Model``: signature, input example, …)."""
-    import mlflow
     from mlflow.models import Model
 
-    quiet_artifact_downloads()
-    with using_store(tracking_uri):
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, tracking_uri=tracking_uri, registry_uri=tracking_uri
-        )
-    return Model.load(local)
+    with _model_copy(model_uri, tracking_uri) as local:
+        return Model.load(str(local))
 
 
 def run_artifacts(run_id: str, tracking_uri: str, path: str | None = None) -> set[str]:

@@ -23,7 +23,7 @@ from creditrisk.pipeline.code import code_fingerprint, import_closure
 from creditrisk.provenance import file_sha256
 from creditrisk.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.xdist_group("pipeline-runner")
+pytestmark = pytest.mark.xdist_group("code-fingerprints")
 
 PIPELINE_YAML = """\
 kernel: creditrisk
