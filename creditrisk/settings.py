@@ -11,8 +11,8 @@ section             environment                what
 ==================  =========================  ============================================
 (top level)         ``CREDITRISK_*``           workspace, synthetic size and seed, kernel,
                                                the pipeline run id (set by the runner)
-``mlflow``          ``MLFLOW_TRACKING_URI``,   a tracking server instead of the workspace's
-                    ``MLFLOW_REGISTRY_URI``    ``mlflow.db``; a separate registry
+``mlflow``          ``MLFLOW_TRACKING_URI``    a tracking server instead of the workspace's
+                                               ``mlflow.db`` (the registry lives in it)
 ``serving``         ``CREDITRISK_*``           the REST service (``API_KEY``, ``MODEL_URI``,
                                                ``MAX_APPLICATIONS``, ``MAX_BATCH``, …)
 ``cloudwatch``      ``CREDITRISK_CLOUDWATCH_*``  publishing the monitor's metrics
@@ -93,7 +93,8 @@ def check_dimensions(dimensions: Mapping[str, str]) -> None:
 
 
 class MlflowSettings(BaseSettings):
-    """Where MLflow tracks and registers: the deployment's choice, never set by the product."""
+    """Where MLflow tracks and registers (the registry is the tracking store's): the
+    deployment's choice, never set by the product."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -101,11 +102,6 @@ class MlflowSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "tracking_uri"),
         description="a tracking server; default the workspace's sqlite mlflow.db",
-    )
-    registry_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "registry_uri"),
-        description="a registry separate from the tracking store; default the tracking store",
     )
 
 

@@ -73,7 +73,7 @@ def quiet_artifact_downloads() -> None:
     default_environment("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def configure(uri: str, *, registry_uri: str | None = None) -> str:
+def configure(uri: str) -> str:
     """Point MLflow's fluent API (tracking and registry) at ``uri``; create the experiment.
 
     The experiment ``creditrisk_pd`` is created on first use; pass the returned id to
@@ -86,7 +86,6 @@ def configure(uri: str, *, registry_uri: str | None = None) -> str:
 
     Args:
         uri: The tracking store to log to.
-        registry_uri: A registry separate from the tracking store (default: the store's own).
 
     Returns:
         The experiment id of ``creditrisk_pd``.
@@ -101,10 +100,10 @@ def configure(uri: str, *, registry_uri: str | None = None) -> str:
         )
     with scoped_environment(keep=_MIRRORED_VARIABLES):
         mlflow.set_tracking_uri(uri)
-        # Unset (None) unless a separate registry is configured, so that the registry follows
-        # whichever tracking store is set next instead of staying pinned to this one.
-        mlflow.set_registry_uri(registry_uri)  # type: ignore[arg-type]
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry_uri or uri)
+        # Unset, so that the registry follows whichever tracking store is set next instead of
+        # staying pinned to this one.
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
         return str(experiment.experiment_id)

@@ -119,7 +119,7 @@ PIPELINE_RUN_ID = "20261122T000000Z-modeltest"
 
 def settings_for(workspace: Workspace) -> Settings:
     """Settings of a test workspace: its own SQLite store, whatever the caller's environment."""
-    return Settings(home=workspace.home, mlflow={"tracking_uri": None, "registry_uri": None})
+    return Settings(home=workspace.home, mlflow={"tracking_uri": None})
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def api_settings(champion: Champion, **overrides: Any) -> Settings:
     values = {"tracking_uri": champion.tracking_uri, "api_key": None, "max_applications": 5}
     return Settings(
         home=champion.workspace.home,
-        mlflow={"tracking_uri": None, "registry_uri": None},
+        mlflow={"tracking_uri": None},
         serving=ServingSettings(**{**values, **overrides}),
     )
 

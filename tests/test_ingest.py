@@ -19,12 +19,13 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from modeling_fixtures import settings_for
 
 from creditrisk.data import synthetic
 from creditrisk.data.ingest import IngestError
 from creditrisk.data.ingest import ingest as ingest_snapshot
 from creditrisk.data.tables import tables
-from creditrisk.settings import Settings, Workspace
+from creditrisk.settings import Workspace
 from creditrisk.stages import ingest as stage
 from creditrisk.stages.context import NotInPipeline, RunContext, governed
 
@@ -37,18 +38,14 @@ def ingest(source: Path | str, workspace: Workspace, **options) -> dict:
     return ingest_snapshot(str(source), workspace.bronze, work_dir=workspace.data, **options)
 
 
-def settings_of(workspace: Workspace) -> Settings:
-    return Settings(home=workspace.home, mlflow={"tracking_uri": None, "registry_uri": None})
-
-
 def run_stage(workspace: Workspace, params: stage.Params) -> stage.Outcome:
     """The ingest stage in pipeline mode, holding the workspace lock."""
-    with governed(settings_of(workspace), RUN_ID) as context:
+    with governed(settings_for(workspace), RUN_ID) as context:
         return stage.run(params, context("ingest"), **QUIET)
 
 
 def resolve_source(workspace: Workspace, params: stage.Params, echo=print) -> str:
-    with governed(settings_of(workspace), RUN_ID) as context:
+    with governed(settings_for(workspace), RUN_ID) as context:
         return stage.resolve_source(params, context("ingest"), echo)
 
 
@@ -381,7 +378,7 @@ def test_real_files_in_data_raw_are_never_replaced(raw_copy: Path, workspace: Wo
 
 
 def test_an_interactive_run_writes_only_its_scratch_folder(workspace: Workspace) -> None:
-    settings = settings_of(workspace)
+    settings = settings_for(workspace)
     with pytest.raises(NotInPipeline):  # a run id alone, without the lock, is not a pipeline
         RunContext.pipeline("ingest", settings, RUN_ID)
     ctx = RunContext.interactive("ingest", settings)

@@ -281,7 +281,7 @@ def test_the_declared_endpoints_are_the_apis_routes(tmp_path: Path) -> None:
     serving): it must stay the list of routes the service really serves."""
     settings = Settings(
         home=tmp_path,
-        mlflow={"tracking_uri": None, "registry_uri": None},
+        mlflow={"tracking_uri": None},
         serving=ServingSettings(api_key=None),
     )
     served = api_routes(create_app(settings, load_model=False))

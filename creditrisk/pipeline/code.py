@@ -27,13 +27,13 @@ import importlib.metadata
 import importlib.util
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from creditrisk.provenance import normalise_name
+from creditrisk.provenance import file_sha256, normalise_name
 
 #: Top-level packages that are always first party (found wherever they are installed).
 FIRST_PARTY = ("creditrisk",)
@@ -80,6 +80,7 @@ class CodeFingerprint(BaseModel):
 class Closure:
     """The first-party modules a notebook reaches and the third-party names they import."""
 
+    roots: dict[str, Path]
     modules: dict[str, Path] = field(default_factory=dict)
     third_party: set[str] = field(default_factory=set)
     packages: dict[str, Path] = field(default_factory=dict)
@@ -184,7 +185,7 @@ def module_file(name: str, roots: Mapping[str, Path]) -> tuple[Path, bool] | Non
 def import_closure(notebook: Path, project_root: Path) -> Closure:
     """Every first-party module the notebook's code reaches, and the third-party imports."""
     roots = first_party_roots(project_root)
-    closure = Closure()
+    closure = Closure(roots)
     pending = list(imported_names(notebook_source(notebook)))
     while pending:
         name = pending.pop()
@@ -234,13 +235,17 @@ def package_data_files(directory: Path) -> list[Path]:
 
 
 def distribution_versions(
-    top_level_names: Iterable[str], first_party: Iterable[str] = FIRST_PARTY
+    top_level_names: Iterable[str],
+    first_party: Iterable[str] = FIRST_PARTY,
+    providers: Mapping[str, list[str]] | None = None,
 ) -> dict[str, str | None]:
     """Installed distributions providing these import names, and their requirement closure.
 
     Args:
         top_level_names: Third-party import names (``sklearn``, ``yaml``, ``xgboost``, …).
         first_party: Distributions left out (the project's own, fingerprinted by file).
+        providers: ``importlib.metadata.packages_distributions()`` when the caller has it
+            (reading it scans every installed distribution); default read now.
 
     Returns:
         Normalised distribution name → installed version (None when a name imported is not
@@ -249,7 +254,7 @@ def distribution_versions(
     from packaging.requirements import InvalidRequirement, Requirement
 
     own = {normalise_name(name) for name in first_party}
-    providers = importlib.metadata.packages_distributions()
+    providers = providers or importlib.metadata.packages_distributions()
     pending: list[str] = []
     versions: dict[str, str | None] = {}
     for name in sorted(set(top_level_names)):
@@ -298,24 +303,23 @@ def code_fingerprint(
     notebook: Path,
     project_root: Path,
     *,
-    hasher: object | None = None,
+    sha256: Callable[[Path], str] = file_sha256,
+    providers: Mapping[str, list[str]] | None = None,
 ) -> CodeFingerprint:
     """The fingerprint of the code a notebook runs.
 
     Args:
         notebook: The stage's notebook.
         project_root: The checkout (paths are recorded relative to it).
-        hasher: An object with ``sha256(path) -> str`` (the runner's hash cache); default a
-            plain read of every file.
+        sha256: Hashes a file (the runner passes its hash cache's); default a plain read.
+        providers: Import name → distributions, read once by the caller for several stages.
     """
     closure = import_closure(notebook, project_root)
-    roots = first_party_roots(project_root)
-    sha256 = getattr(hasher, "sha256", None) or _file_sha256
     paths = set(closure.modules.values())
     for directory in closure.packages.values():
         paths.update(package_data_files(directory))
-    files = {_display_path(path, project_root, roots): sha256(path) for path in paths}
-    dists = distribution_versions(closure.third_party)
+    files = {_display_path(path, project_root, closure.roots): sha256(path) for path in paths}
+    dists = distribution_versions(closure.third_party, providers=providers)
     python = sys.version.split()[0]
     digest = hashlib.sha256(
         json.dumps(
@@ -330,9 +334,3 @@ def code_fingerprint(
     return CodeFingerprint(
         digest=digest, python=python, files=dict(sorted(files.items())), distributions=dists
     )
-
-
-def _file_sha256(path: Path) -> str:
-    from creditrisk.provenance import file_sha256
-
-    return file_sha256(path)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import html as html_text
 import importlib
+import importlib.metadata
 import re
 import shutil
 import warnings
@@ -56,7 +57,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from creditrisk import locking
+from creditrisk import locking, tracking
 from creditrisk.governance.deviations import Deviation, FieldPolicy, parameter_deviations
 from creditrisk.io import write_text
 from creditrisk.pipeline.code import code_fingerprint
@@ -83,7 +84,13 @@ from creditrisk.pipeline.records import (
     utc_now,
 )
 from creditrisk.provenance import environment_info, git_info, lock_info, to_json_value
-from creditrisk.settings import HOME_VARIABLE, RUN_ID_VARIABLE, Workspace, scoped_environment
+from creditrisk.settings import (
+    HOME_VARIABLE,
+    RUN_ID_VARIABLE,
+    Settings,
+    Workspace,
+    scoped_environment,
+)
 from creditrisk.stages.results import read_results
 
 Echo = Callable[[str], object]
@@ -206,6 +213,8 @@ def run_pipeline(
             echo=echo,
             force=force,
             policies=policies,
+            providers=importlib.metadata.packages_distributions(),
+            tracking_uri=tracking.tracking_uri(Settings(), workspace),
         )
         try:
             with scoped_environment({HOME_VARIABLE: str(workspace.home), RUN_ID_VARIABLE: run_id}):
@@ -422,6 +431,10 @@ class _Context:
     echo: Echo
     force: bool
     policies: Mapping[str, StagePolicy]
+    #: Import name → installed distributions, read once per run (the code fingerprints).
+    providers: Mapping[str, list[str]]
+    #: The MLflow store the stages' HTML is attached to.
+    tracking_uri: str
 
     @property
     def run_dir(self) -> Path:
@@ -462,7 +475,10 @@ def _run_stage(
     notebook = context.config.notebook_path(stage)
     stage_record.notebook_sha256 = notebook_sha256(notebook)
     stage_record.code = code_fingerprint(
-        notebook, context.config.project_root, hasher=context.cache
+        notebook,
+        context.config.project_root,
+        sha256=context.cache.sha256,
+        providers=context.providers,
     )
     stage_record.deviations = _deviations(context, stage, stage_record)
     inputs = _locations(context, stage, stage.inputs)
@@ -498,7 +514,7 @@ def _deviations(
     context: _Context, stage: StageConfig, stage_record: StageRecord
 ) -> list[Deviation]:
     """The stage's parameters that differ from the documented policy (pipeline.yaml)."""
-    policy = context.policies.get(stage.name) or StagePolicy(dict(stage.parameters), {}, {})
+    policy = context.policies[stage.name]
     return parameter_deviations(
         stage.name, stage_record.parameters, policy.defaults, policy.kinds, policy.meanings
     )
@@ -592,14 +608,11 @@ def _attach_to_mlflow_run(context: _Context, stage_record: StageRecord, html: Pa
     mlflow_run_id = (stage_record.results or {}).get(MLFLOW_RUN_RESULT)
     if not isinstance(mlflow_run_id, str) or not mlflow_run_id:
         return
-    from creditrisk import tracking
-    from creditrisk.settings import Settings
-
     try:
         tracking.attach_audit_record(
             mlflow_run_id,
             [html],
-            tracking.tracking_uri(Settings(), context.workspace),
+            context.tracking_uri,
             context.record.run_id,
             results=dict(stage_record.results or {}),
             results_name=f"{html.stem}.results.json",
@@ -814,10 +827,9 @@ def _names(parameters: Mapping[str, object]) -> str:
 @contextlib.contextmanager
 def _workspace_lock(workspace: Workspace, run_id: str, wait_seconds: float = 0.0) -> Iterator[Any]:
     """Hold the workspace lock for one run, or raise PipelineLocked naming the holder."""
-    try:
-        with locking.workspace_lock(workspace, run_id, wait_seconds) as owner:
-            yield owner
-    except locking.WorkspaceLocked as exc:
-        if isinstance(exc, PipelineLocked):
-            raise
-        raise PipelineLocked(str(exc), exc.holder) from None
+    with contextlib.ExitStack() as stack:
+        try:
+            owner = stack.enter_context(locking.workspace_lock(workspace, run_id, wait_seconds))
+        except locking.WorkspaceLocked as exc:
+            raise PipelineLocked(str(exc), exc.holder) from None
+        yield owner

@@ -115,6 +115,25 @@ HEADLINE_METRICS = registry.HEADLINE_METRICS
 DECISION_POLICY_FILE = "decision_policy.json"
 
 
+def served_policy(model_version: Any, tracking_uri: str | None) -> tuple[dict[str, Any], str]:
+    """The decision policy a registry version serves with, and where it was read.
+
+    Frozen on the version at registration; versions registered before policies were frozen
+    read their run's ``decision_policy.json``.
+
+    Raises:
+        Exception: The version has neither (whatever reading the run artifact raised).
+    """
+    policy = registry.decision_policy_of(model_version)
+    if policy is not None:
+        return policy, "registry version"
+    run_id = str(model_version.run_id)
+    return (
+        tracking.load_run_dict(run_id, DECISION_POLICY_FILE, tracking_uri),
+        f"runs:/{run_id}/{DECISION_POLICY_FILE}",
+    )
+
+
 def resolve_model(model_uri: str, tracking_uri: str | None = None) -> ModelInfo:
     """The registered version a URI points at now, with its decision policy.
 
@@ -135,11 +154,8 @@ def resolve_model(model_uri: str, tracking_uri: str | None = None) -> ModelInfo:
     except MlflowException as exc:
         raise ScoringError(f"{model_uri} does not resolve to a registered version: {exc}") from exc
     run_id = str(found.run_id)
-    policy, policy_source = registry.decision_policy_of(found), "registry version"
     try:
-        if policy is None:  # registered before the policy was frozen on the version
-            policy = tracking.load_run_dict(run_id, DECISION_POLICY_FILE, tracking_uri)
-            policy_source = f"runs:/{run_id}/{DECISION_POLICY_FILE}"
+        policy, policy_source = served_policy(found, tracking_uri)
         threshold = float(policy["decision"]["threshold"])
         scaling = scorecard.ScoreScaling.from_dict(policy["score_scaling"])
     except Exception as exc:

@@ -34,13 +34,13 @@ from creditrisk.modeling import explain as explanations
 from creditrisk.modeling.model import TrainedModel
 from creditrisk.modeling.split import Splits, load_splits
 from creditrisk.provenance import to_json_value
+from creditrisk.scoring.scorer import DECISION_POLICY_FILE
 from creditrisk.stages.context import RunContext
 from creditrisk.stages.params import StageParams, parameter
 from creditrisk.stages.train import read_training_run
 
 METRICS_FILE = "metrics.json"
 EVALUATION_DIR = "evaluation"
-DECISION_POLICY_FILE = "decision_policy.json"
 
 #: Attributes screened for fairness: a column of the feature store, or a derived band.
 FAIRNESS_ATTRIBUTES = ("CODE_GENDER", "AGE_BAND")

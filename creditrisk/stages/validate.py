@@ -36,8 +36,9 @@ from creditrisk.governance.deviations import (
 )
 from creditrisk.io import read_json, write_json
 from creditrisk.modeling.split import split_files
+from creditrisk.scoring.scorer import DECISION_POLICY_FILE, served_policy
 from creditrisk.stages.context import RunContext
-from creditrisk.stages.evaluate import DECISION_POLICY_FILE, EVALUATION_DIR, METRICS_FILE
+from creditrisk.stages.evaluate import EVALUATION_DIR, METRICS_FILE
 from creditrisk.stages.evaluate import json_records as table_records
 from creditrisk.stages.params import StageParams, parameter
 from creditrisk.stages.train import TRAINING_RUN_FILE, read_training_run
@@ -281,10 +282,8 @@ def gates(params: Params, ctx: RunContext, model: Candidate) -> list[Gate]:
 
 def champion_threshold(champion: Any, tracking_uri: str) -> float | None:
     """The PD cut-off the champion serves with (frozen on its version; else its run's)."""
-    policy = registry.decision_policy_of(champion)
     try:
-        if policy is None:  # a version registered before policies were frozen on versions
-            policy = tracking.load_run_dict(champion.run_id, DECISION_POLICY_FILE, tracking_uri)
+        policy, _ = served_policy(champion, tracking_uri)
         return float(policy["decision"]["threshold"])
     except Exception:  # an older champion without a decision policy: use the candidate's
         return None
