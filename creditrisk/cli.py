@@ -180,6 +180,7 @@ def run(
     from creditrisk.pipeline.config import load_pipeline_config
     from creditrisk.pipeline.runner import (
         PipelineLocked,
+        RunInterrupted,
         StageFailed,
         parse_overrides,
         run_pipeline,
@@ -212,6 +213,11 @@ def run(
         raise _fail(f"pipeline failed: {exc}") from exc
     except PipelineLocked as exc:
         raise _fail(str(exc), 3) from exc
+    except RunInterrupted as exc:
+        where = settings.workspace.runs / (exc.run_id or "")
+        raise _fail(
+            f"run interrupted: {exc}; recorded as interrupted in {where}", 128 + exc.signum
+        ) from None
     except ValueError as exc:
         raise _fail(str(exc), 2) from exc
     typer.echo(f"run {record.run_id} done → {settings.workspace.runs / record.run_id}")

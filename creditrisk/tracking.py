@@ -279,3 +279,27 @@ def attach_audit_record(
         artifact_path=folder,
     )
     return folder
+
+
+def end_orphaned_runs(tracking_uri: str, pipeline_run_id: str) -> list[str]:
+    """Mark ``KILLED`` the MLflow runs a killed pipeline run left ``RUNNING``.
+
+    Returns:
+        The MLflow run ids marked.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not experiments:
+        return []
+    quoted = pipeline_run_id.replace("'", "")
+    orphans = client.search_runs(
+        experiments,
+        filter_string=f"tags.pipeline_run_id = '{quoted}' and attributes.status = 'RUNNING'",
+        run_view_type=ViewType.ALL,
+    )
+    for run in orphans:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_id for run in orphans]

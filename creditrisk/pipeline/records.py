@@ -31,6 +31,7 @@ from creditrisk.provenance import GitInfo, LockInfo, utc_now
 __all__ = [
     "ErrorInfo",
     "GitInfo",
+    "Interruption",
     "PipelineState",
     "RunRecord",
     "StageRecord",
@@ -43,8 +44,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-StageStatus = Literal["running", "succeeded", "failed", "skipped", "not-run"]
-RunStatus = Literal["running", "succeeded", "failed"]
+StageStatus = Literal["running", "succeeded", "failed", "interrupted", "skipped", "not-run"]
+RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 
 STATE_FILE = ".state.json"
 HASH_CACHE_FILE = ".hash-cache.json"
@@ -57,6 +58,17 @@ class ErrorInfo(BaseModel):
 
     type: str
     message: str
+
+
+class Interruption(BaseModel):
+    """How a run that did not finish was stopped, and who noticed."""
+
+    cause: str = Field(
+        description="e.g. 'SIGTERM received' or 'the run's process ended without finishing "
+        "its record (killed, or the machine stopped)'"
+    )
+    noticed: dt.datetime = Field(description="when it was recorded")
+    noticed_by: str = Field(description="the run that recorded it (itself, or the next run)")
 
 
 class StageRecord(BaseModel):
@@ -111,6 +123,13 @@ class RunRecord(BaseModel):
     force: bool = False
     overrides: dict[str, JsonValue] = Field(default_factory=dict)
     stages: list[StageRecord] = Field(default_factory=list)
+    interruption: Interruption | None = Field(
+        default=None, description="set when the run was stopped before it finished"
+    )
+    recovered: list[str] = Field(
+        default_factory=list,
+        description="what this run cleaned up after interrupted runs before it started",
+    )
 
     def stage(self, name: str) -> StageRecord:
         """The record of stage ``name`` (KeyError if it was not selected)."""

@@ -37,7 +37,16 @@ Parameters and policy:
 Concurrency:
     One run per workspace: a non-blocking file lock (:mod:`creditrisk.locking`), with the
     holder's pid and run id in a sidecar file so a second run can say who holds it, and so a
-    stage kernel can prove it belongs to the run (only then does it write production).
+    stage kernel can prove it belongs to the run (only then does it write production). A stage
+    kernel dies with the runner and holds the writer lock while it lives, so no write of a
+    killed run can happen after the next run has started.
+
+Interruptions:
+    SIGTERM or Ctrl-C (SIGINT): the runner kills the stage's kernel, renders what the notebook
+    had done, records the stage and the run as ``interrupted`` (with the signal), releases the
+    lock and raises :class:`RunInterrupted` (``creditrisk run`` exits 128 + the signal number).
+    SIGKILL leaves ``running`` records behind; the next run marks them ``interrupted`` and
+    removes what they left half-written before it starts (:mod:`creditrisk.pipeline.recovery`).
 """
 
 from __future__ import annotations
@@ -46,8 +55,11 @@ import contextlib
 import html as html_text
 import importlib
 import importlib.metadata
+import os
 import re
 import shutil
+import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +72,7 @@ from pydantic import JsonValue
 from creditrisk import locking, tracking
 from creditrisk.governance.deviations import Deviation, FieldPolicy, parameter_deviations
 from creditrisk.io import write_text
+from creditrisk.pipeline import recovery
 from creditrisk.pipeline.code import code_fingerprint
 from creditrisk.pipeline.config import (
     PipelineConfig,
@@ -75,6 +88,7 @@ from creditrisk.pipeline.records import (
     HASH_CACHE_FILE,
     STATE_FILE,
     ErrorInfo,
+    Interruption,
     PipelineState,
     RunRecord,
     StageRecord,
@@ -103,6 +117,9 @@ KERNEL_START_ATTEMPTS = 2
 
 #: A stage result of this name links the stage to an MLflow run: its HTML is attached there.
 MLFLOW_RUN_RESULT = "mlflow_run_id"
+
+#: How long an interrupted stage gets to write out its notebook once its kernel is killed.
+STOP_SECONDS = 30.0
 
 
 class PipelineError(Exception):
@@ -144,6 +161,22 @@ class RunExists(PipelineError):
 
 class OutputsMissing(PipelineError):
     """A stage finished without writing an output it declares."""
+
+
+class RunInterrupted(BaseException):
+    """SIGTERM or SIGINT stopped the run; it is recorded as ``interrupted``.
+
+    A BaseException, like KeyboardInterrupt: no ``except Exception`` on the way may swallow it.
+
+    Attributes:
+        signum: The signal received.
+        run_id: The run it stopped.
+    """
+
+    def __init__(self, signum: int, run_id: str | None = None) -> None:
+        self.signum = signum
+        self.run_id = run_id
+        super().__init__(f"{signal.Signals(signum).name} received")
 
 
 def run_pipeline(
@@ -200,10 +233,15 @@ def run_pipeline(
     run_id = run_id or new_run_id()
 
     workspace.runs.mkdir(parents=True, exist_ok=True)
-    with _workspace_lock(workspace, run_id, wait_seconds):
+    uri = tracking.tracking_uri(Settings(), workspace)
+    with _workspace_lock(workspace, run_id, wait_seconds), _interruptible(run_id):
+        recovered = _recover(workspace, run_id, uri, echo)
         record = _start_record(
             config, workspace, run_id, selected, parameters, force, overrides, kernel_name
         )
+        if recovered:
+            record.recovered = recovered
+            record.write(workspace.runs)
         context = _Context(
             config=config,
             workspace=workspace,
@@ -214,7 +252,7 @@ def run_pipeline(
             force=force,
             policies=policies,
             providers=importlib.metadata.packages_distributions(),
-            tracking_uri=tracking.tracking_uri(Settings(), workspace),
+            tracking_uri=uri,
         )
         try:
             with scoped_environment({HOME_VARIABLE: str(workspace.home), RUN_ID_VARIABLE: run_id}):
@@ -458,6 +496,9 @@ def _run_stages(context: _Context, selected: Sequence[StageConfig]) -> None:
         stage_record = context.record.stage(stage.name)
         try:
             _run_stage(context, stage, stage_record, label)
+        except RunInterrupted as exc:
+            _record_interruption(context, stage_record, exc, label)
+            raise
         except BaseException as exc:
             error = _record_failure(context, stage_record, exc, label)
             if not isinstance(exc, Exception):
@@ -557,8 +598,6 @@ def _reuse(context: _Context, stage_record: StageRecord, previous: StageState) -
 
 def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -> None:
     """Run the notebook with papermill, then render it and read its results, even on error."""
-    import papermill
-
     stem = f"{context.config.position(stage.name):02d}_{stage.name}"
     ipynb = context.run_dir / f"{stem}.ipynb"
     html = context.run_dir / f"{stem}.html"
@@ -566,16 +605,7 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
     error: BaseException | None = None
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
         try:
-            papermill.execute_notebook(
-                str(context.config.notebook_path(stage)),
-                str(ipynb),
-                parameters=stage_record.parameters,
-                kernel_name=context.record.kernel,
-                cwd=str(context.workspace.home),
-                progress_bar=False,
-                log_output=False,
-                config=_kernel_manager_config(),
-            )
+            _papermill(context, stage, stage_record, ipynb)
             error = None
         except BaseException as exc:
             error = exc
@@ -593,7 +623,8 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
         except Exception as exc:
             error = error or exc
         else:
-            _attach_to_mlflow_run(context, stage_record, html)
+            if not isinstance(error, RunInterrupted):
+                _attach_to_mlflow_run(context, stage_record, html)
     stage_record.run_files = sorted(
         path.name
         for path in context.run_dir.iterdir()
@@ -601,6 +632,105 @@ def _execute(context: _Context, stage: StageConfig, stage_record: StageRecord) -
     )
     if error is not None:
         raise error
+
+
+def _papermill(
+    context: _Context, stage: StageConfig, stage_record: StageRecord, ipynb: Path
+) -> None:
+    """Execute the notebook with papermill in a worker thread; the main thread takes signals.
+
+    nbclient, run in the main thread, replaces SIGINT/SIGTERM handling with its own (it shuts
+    the kernel down, and the stage then looks as if its kernel had died). In a worker thread it
+    leaves signals alone: :func:`_interruptible` raises :class:`RunInterrupted` here, the
+    kernel is killed, and the worker writes out the notebook as far as it got.
+    """
+    import papermill
+    from jupyter_client.manager import AsyncKernelManager
+
+    started: list[AsyncKernelManager] = []
+
+    class TrackedKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            started.append(self)
+
+    outcome: list[BaseException | None] = []
+
+    def execute() -> None:
+        try:
+            papermill.execute_notebook(
+                str(context.config.notebook_path(stage)),
+                str(ipynb),
+                parameters=stage_record.parameters,
+                kernel_name=context.record.kernel,
+                cwd=str(context.workspace.home),
+                progress_bar=False,
+                log_output=False,
+                config=_kernel_manager_config(),
+                kernel_manager_class=TrackedKernelManager,
+            )
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=execute, name=f"stage {stage.name}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.25)
+    except RunInterrupted:
+        for manager in started:
+            _kill_kernel(manager)
+        worker.join(STOP_SECONDS)
+        raise
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+
+
+def _kill_kernel(manager: Any) -> None:
+    """SIGKILL a kernel and everything it started (its own session and process group)."""
+    pid = getattr(manager.provisioner, "pid", None)
+    if not isinstance(pid, int):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _interruptible(run_id: str) -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`RunInterrupted` (once) while the run lasts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not received:  # a second signal while stopping must not abort the clean-up
+            received.append(signum)
+            raise RunInterrupted(signum, run_id)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _recover(workspace: Workspace, run_id: str, uri: str, echo: Echo) -> list[str]:
+    """Close the records of killed runs and remove their leftovers (we hold the lock)."""
+
+    def end_mlflow_runs(stale_run_id: str) -> list[str]:
+        try:
+            return tracking.end_orphaned_runs(uri, stale_run_id)
+        except Exception as exc:  # the store may be unreachable; the records still get fixed
+            echo(f"  could not close the MLflow runs of {stale_run_id}: {exc}")
+            return []
+
+    notes = recovery.recover(workspace, run_id, end_mlflow_runs=end_mlflow_runs)
+    for note in notes:
+        echo(f"recovered: {note}")
+    return notes
 
 
 def _attach_to_mlflow_run(context: _Context, stage_record: StageRecord, html: Path) -> None:
@@ -694,6 +824,22 @@ def _record_failure(
     where = stage_record.html or "no notebook rendered"
     context.echo(f"{label} FAILED after {stage_record.duration_s:.1f} s → {where}")
     return error
+
+
+def _record_interruption(
+    context: _Context, stage_record: StageRecord, exc: RunInterrupted, label: str
+) -> None:
+    cause = str(exc)
+    stage_record.status = "interrupted"
+    stage_record.duration_s = _elapsed(stage_record)
+    stage_record.error = ErrorInfo(type="Interrupted", message=f"{cause}; the kernel was stopped")
+    context.record.status = "interrupted"
+    context.record.interruption = Interruption(
+        cause=cause, noticed=utc_now(), noticed_by=context.record.run_id
+    )
+    context.save_record()
+    where = stage_record.html or "no notebook rendered"
+    context.echo(f"{label} INTERRUPTED ({cause}) after {stage_record.duration_s:.1f} s → {where}")
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -829,7 +975,9 @@ def _workspace_lock(workspace: Workspace, run_id: str, wait_seconds: float = 0.0
     """Hold the workspace lock for one run, or raise PipelineLocked naming the holder."""
     with contextlib.ExitStack() as stack:
         try:
-            owner = stack.enter_context(locking.workspace_lock(workspace, run_id, wait_seconds))
+            owner = stack.enter_context(
+                locking.workspace_lock(workspace, run_id, wait_seconds, writer=False)
+            )
         except locking.WorkspaceLocked as exc:
             raise PipelineLocked(str(exc), exc.holder) from None
         yield owner

@@ -8,7 +8,8 @@ Two modes, and only the runner can start the first:
     the workspace lock itself. It writes the workspace: ``data/``, ``reports/``, MLflow runs and
     the registry. A context claims this mode only while the workspace lock is held for its run
     id by a live process (:func:`creditrisk.locking.held_by`); a notebook that merely sets
-    ``CREDITRISK_RUN_ID`` is refused.
+    ``CREDITRISK_RUN_ID`` is refused. A stage kernel in this mode dies with the runner and
+    holds the writer lock while it lives (:func:`creditrisk.locking.join_run`).
 ``interactive``
     Everything else: JupyterLab, nbmake, papermill by hand. The stage reads the workspace and
     writes only under ``scratch/<notebook>/`` (its own ``data/``, ``reports/`` and, for
@@ -97,6 +98,10 @@ class RunContext:
                 "Unset CREDITRISK_RUN_ID to run this notebook interactively (it then writes to "
                 "scratch/ only)."
             )
+        try:
+            locking.join_run(workspace, run_id)  # a kernel dies with the runner, writes locked
+        except locking.WorkspaceLocked as exc:
+            raise NotInPipeline(str(exc)) from None
         return cls(stage, "pipeline", settings, workspace, run_id, tracking.tracking_uri(settings))
 
     @classmethod
