@@ -12,6 +12,12 @@ Endpoints: ``POST /predict``, ``POST /validate``, ``GET /health``, ``GET /ready`
 docs at ``/docs``. Blocking work runs in plain ``def`` handlers (FastAPI's thread pool), never in
 the event loop.
 
+Errors: 400 (the body is not JSON), 401 (no or a wrong ``X-API-Key`` when one is configured), 413
+(body or application count over the limit), 422 (the contract: field by field, and the linking
+rule of :class:`serving.schemas.PredictRequest`), 503 (no model in service, or the feature
+process died and could not be restarted; with ``Retry-After``). None carries a stack trace: a
+500 says only "internal error" and its request id, the log has the rest.
+
 Settings: the ``serving`` section of :class:`creditrisk.settings.Settings` (environment, prefix
 ``CREDITRISK_``): ``API_KEY`` (when set, every endpoint but ``/health`` and ``/ready`` needs
 ``X-API-Key``), ``MAX_APPLICATIONS`` (more → 413), ``MAX_BODY_BYTES`` (larger body → 413),
@@ -37,8 +43,10 @@ from typing import Any
 
 import pyarrow as pa
 from fastapi import Body, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -47,19 +55,26 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from creditrisk import tracking
 from creditrisk.data.tables import arrow_schema, tables
+from creditrisk.features.online import FeatureProcessError
 from creditrisk.scoring import Scorer, ScoringError
 from creditrisk.settings import ServingSettings, Settings
 from serving.schemas import (
     HISTORY_KEYS,
+    ErrorMessage,
+    Health,
     ModelRef,
     Prediction,
     PredictRequest,
     PredictResponse,
+    Readiness,
     ReasonCodeOut,
+    Reloaded,
     ValidateResponse,
+    ValidationErrors,
 )
 from serving.worker import ScoringWorker
 
@@ -68,6 +83,47 @@ logger = logging.getLogger("creditrisk.api")
 EXAMPLE_FILE = Path(__file__).with_name("example_request.json")
 OPEN_PATHS = frozenset({"/health", "/ready"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: Seconds a client should wait before retrying when the feature process is being replaced.
+RETRY_AFTER_SECONDS = 5
+
+# The error answers of the OpenAPI document, by status.
+_NOT_JSON: dict[int | str, dict[str, Any]] = {
+    400: {"model": ValidationErrors, "description": "The body is not JSON"}
+}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": ValidationErrors,
+        "description": "The request breaks the contract: a field's type or value, or the "
+        "linking rule of the request's rows",
+    }
+}
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": ErrorMessage,
+        "description": "The body is larger than MAX_BODY_BYTES, or holds more applications "
+        "than MAX_APPLICATIONS",
+    }
+}
+_NO_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorMessage, "description": "No model in service"}
+}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorMessage,
+        "description": "No model in service, or the feature process died and no new one "
+        "started; retry after the Retry-After header's seconds",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before retrying (with a feature-process failure)",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
+}
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "No or a wrong X-API-Key"}
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,9 +298,16 @@ def predict_request(
     """Features (the training SQL) → the scorer → one prediction per application, in order."""
     try:
         scores = worker.score(request_tables(request), scorer, reasons)
-    except ValueError as exc:
+    except ValueError as exc:  # the input's fault (the worker wraps the model's own errors)
         raise RequestValidationError(
             [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+    except FeatureProcessError as exc:
+        logger.error(json.dumps({"event": "feature_process_unavailable", "reason": str(exc)}))
+        raise HTTPException(
+            503,
+            detail="features unavailable: the feature process is being restarted, retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from exc
     return [
         Prediction(
@@ -418,6 +481,15 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         )
         return response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # a body FastAPI cannot decode: the same shape as json_invalid
+            return JSONResponse(
+                {"detail": [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}]},
+                status_code=400,
+            )
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
@@ -428,12 +500,15 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             }
             for error in exc.errors()
         ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        unparseable = any(error["type"] == "json_invalid" for error in errors)
+        return JSONResponse({"detail": errors}, status_code=400 if unparseable else 422)
 
     example = _example()
     predict_body = Body(openapi_examples={"applicant": {"value": example}})
+    guarded = _UNAUTHORIZED if service.api_key is not None else {}
+    body_errors = {**_NOT_JSON, **guarded, **_TOO_LARGE, **_INVALID}
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, responses={**body_errors, **_UNAVAILABLE})
     def predict(
         request: Request,
         body: PredictRequest = predict_body,
@@ -455,7 +530,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             predictions=predictions,
         )
 
-    @app.post("/validate", response_model=ValidateResponse)
+    @app.post("/validate", response_model=ValidateResponse, responses=body_errors)
     def validate(
         request: Request,
         body: PredictRequest = predict_body,
@@ -470,12 +545,16 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             rows={key: len(getattr(body, key)) for key in HISTORY_KEYS},
         )
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
         """Liveness: the process answers."""
-        return {"status": "ok"}
+        return Health(status="ok")
 
-    @app.get("/ready")
+    @app.get(
+        "/ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "No model in service"}},
+    )
     def ready(request: Request) -> JSONResponse:
         """Readiness: 200 only when a model is in service."""
         state = serving(request)
@@ -484,24 +563,52 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             return JSONResponse({"ready": False, "reason": state.error}, status_code=503)
         return JSONResponse({"ready": True, "model": scorer.info.uri})
 
-    @app.get("/metadata")
+    @app.get("/metadata", responses={**guarded, **_NO_MODEL})
     def metadata(request: Request) -> dict[str, Any]:
         """The model in service: version, run, feature-SQL hash, threshold, scaling, metrics."""
         scorer = serving(request).require()
         return {**scorer.metadata(), "features": len(scorer.features)}
 
-    @app.get("/schema")
+    @app.get("/schema", responses=guarded)
     def schema() -> dict[str, Any]:
         """The JSON schema of a /predict request."""
-        return PredictRequest.model_json_schema()
+        return request_schema(service)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            # Spelled out: FastAPI would document a model's answer as this route's text/plain.
+            **{
+                status: {
+                    "description": answer["description"],
+                    "content": {"application/json": {"schema": _ref(answer["model"])}},
+                }
+                for status, answer in guarded.items()
+            },
+            200: {
+                "description": "The service's metrics in the Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+    )
     def prometheus() -> Response:
         """Prometheus exposition format."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload")
-    def reload(request: Request) -> dict[str, Any]:
+    @app.post(
+        "/admin/reload",
+        response_model=Reloaded,
+        responses={
+            **guarded,
+            503: {
+                "model": ErrorMessage,
+                "description": "The reload failed: the model at the "
+                "model URI cannot be loaded (the previous version stays in service)",
+            },
+        },
+    )
+    def reload(request: Request) -> Reloaded:
         """Resolve the model URI again (e.g. after a promotion) and swap the new version in."""
         state = serving(request)
         before = state.scorer.info.version if state.scorer else None
@@ -511,9 +618,45 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             raise HTTPException(
                 503, detail=f"reload failed, still serving {before}: {exc}"
             ) from exc
-        return {"previous_version": before, "version": scorer.info.version}
+        return Reloaded(previous_version=before, version=scorer.info.version)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi_document(app, service)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _ref(model: type[Any]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def request_schema(settings: ServingSettings) -> dict[str, Any]:
+    """The JSON schema of a /predict request with this service's application limit."""
+    schema = PredictRequest.model_json_schema()
+    schema["properties"]["applications"]["maxItems"] = settings.max_applications
+    return schema
+
+
+def _openapi_document(app: FastAPI, settings: ServingSettings) -> dict[str, Any]:
+    """FastAPI's document with what the models cannot say: the application limit (a 413, not a
+    422, so it is checked outside the model) and, when a key is configured, the X-API-Key."""
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    request = document["components"]["schemas"]["PredictRequest"]
+    request["properties"]["applications"]["maxItems"] = settings.max_applications
+    if settings.api_key is not None:
+        document["components"]["securitySchemes"] = {
+            "APIKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        }
+        for path, operations in document["paths"].items():
+            if path not in OPEN_PATHS:
+                for operation in operations.values():
+                    operation["security"] = [{"APIKey": []}]
+    return document
 
 
 def build_asgi(settings: Settings | None = None, *, load_model: bool = True) -> Any:

@@ -19,7 +19,14 @@ Every request gets exactly what it would get alone:
   those keys), and requests for different model versions (a reload in between) or reason
   counts neither; such a request waits for a later batch, in arrival order;
 * when a batch fails on one request's input, each request of it is retried alone, so only the
-  faulty one gets the error.
+  faulty one gets the error;
+* when the feature process dies under a batch (killed, out of memory), the batch runs once more
+  on the process started in its place; only when that fails too, or no new process starts, do
+  its requests get the :class:`~creditrisk.features.online.FeatureProcessError`.
+
+A request's error is a ``ValueError`` when its input is at fault (the service answers 422), a
+``FeatureProcessError`` when the feature process is unavailable (503), and anything else when
+the service is (500).
 """
 
 from __future__ import annotations
@@ -33,8 +40,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
-from creditrisk.features.online import OnlineFeatures, RequestKeys, request_keys
-from creditrisk.scoring import Scorer, Scores
+from creditrisk.features.online import (
+    FeatureProcessRestarted,
+    OnlineFeatures,
+    RequestKeys,
+    request_keys,
+)
+from creditrisk.scoring import Scorer, Scores, UnscorableInput
 from creditrisk.settings import ServingSettings
 
 #: Default most requests per DuckDB execution (the gain above 8–16 is small): the setting's.
@@ -99,6 +111,11 @@ class ScoringWorker:
         self._scorer_thread.start()
         self._lanes = [_Lane(self, n) for n in range(max(1, threads))]
 
+    @property
+    def feature_process_id(self) -> int | None:
+        """The feature process's id (None without one): what an operator would kill or watch."""
+        return self._shared.process_id if self._shared is not None else None
+
     def submit(
         self, tables: Mapping[str, pa.Table], scorer: Scorer, reasons: int
     ) -> Future[Scores]:
@@ -147,17 +164,25 @@ class ScoringWorker:
             item = self._scoring.get()
             if not isinstance(item, _Computed):  # _STOP
                 return
-            jobs, features = item.jobs, item.features
             try:
-                frame: pd.DataFrame = pa.concat_tables(features).to_pandas()
-                scores = jobs[0].scorer.score(frame, reasons=jobs[0].reasons)
+                self._score(item.jobs, item.features)
+            except UnscorableInput:
+                for job, table in zip(item.jobs, item.features, strict=True):  # only its own
+                    try:
+                        self._score([job], [table])
+                    except Exception as exc:
+                        _fail([job], _scoring_error(exc))
             except Exception as exc:  # never kill the thread: the requests get the error
-                _fail(jobs, exc)
-                continue
-            start = 0
-            for job, table in zip(jobs, features, strict=True):
-                job.future.set_result(scores.slice(start, start + table.num_rows))
-                start += table.num_rows
+                _fail(item.jobs, _scoring_error(exc))
+
+    @staticmethod
+    def _score(jobs: list[_Job], features: list[pa.Table]) -> None:
+        frame: pd.DataFrame = pa.concat_tables(features).to_pandas()
+        scores = jobs[0].scorer.score(frame, reasons=jobs[0].reasons)
+        start = 0
+        for job, table in zip(jobs, features, strict=True):
+            job.future.set_result(scores.slice(start, start + table.num_rows))
+            start += table.num_rows
 
     def _ran(self, size: int) -> None:
         with self._count_lock:
@@ -241,7 +266,7 @@ class _Lane:
             return
         self._worker._ran(len(live))
         try:
-            features = self._features.compute_many([job.tables for job in live])
+            features = self._compute([job.tables for job in live])
         except ValueError as exc:
             if len(live) == 1:
                 _fail(live, exc)
@@ -253,12 +278,18 @@ class _Lane:
         if live:
             self._worker._scoring.put(_Computed(live, features))
 
+    def _compute(self, requests: list[Mapping[str, pa.Table]]) -> list[pa.Table]:
+        try:
+            return self._features.compute_many(requests)
+        except FeatureProcessRestarted:  # it died under this batch: once more on the new one
+            return self._features.compute_many(requests)
+
     def _one_by_one(self, jobs: list[_Job]) -> tuple[list[_Job], list[pa.Table]]:
         """Each request alone, after its batch failed: only the faulty ones get the error."""
         survivors, features = [], []
         for job in jobs:
             try:
-                features.append(self._features.compute(job.tables))
+                features.extend(self._compute([job.tables]))
                 survivors.append(job)
             except Exception as exc:
                 job.future.set_exception(exc)
@@ -271,6 +302,17 @@ def _fits(job: _Job, batch: list[_Job], keys: RequestKeys) -> bool:
         return True
     same_model = job.scorer is batch[0].scorer and job.reasons == batch[0].reasons
     return same_model and not job.keys.clashes(keys)
+
+
+def _scoring_error(exc: Exception) -> Exception:
+    """The error a request gets from the scoring stage: a ValueError only if its input is at
+    fault. The model's own errors (XGBoost's are ValueErrors, with its native stack trace) are
+    the service's, not the client's."""
+    if isinstance(exc, ValueError) and not isinstance(exc, UnscorableInput):
+        error = RuntimeError(f"the model failed to score: {type(exc).__name__}")
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 def _fail(jobs: list[_Job], exc: BaseException) -> None:

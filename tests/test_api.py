@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +18,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -44,8 +46,37 @@ from serving.worker import ScoringWorker
 
 pytestmark = pytest.mark.xdist_group("serving")
 
+#: What no error body may show: a stack trace, a source path, a memory address.
+LEAKS = re.compile(
+    r"Traceback|File \"|/site-packages/|\.py\", line|0x[0-9a-f]{6,}|lib\w+\.so", re.IGNORECASE
+)
+
 EXAMPLE = json.loads(EXAMPLE_FILE.read_text())
 GOOD_GATES = {"test_auc": 0.8, "test_ks": 0.4, "test_ece": 0.01, "train_auc": 0.82}
+
+
+@pytest.fixture(autouse=True)
+def error_bodies_hold_no_stack_trace(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every 4xx/5xx body a test of this module receives (TestClient or a real server, through
+    httpx) is checked after the test: no traceback, file path or memory address."""
+    bodies: list[str] = []
+    send = httpx.Client.send
+
+    def recording_send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
+        response = send(self, request, **kwargs)
+        if response.status_code >= 400 and not kwargs.get("stream"):
+            bodies.append(
+                f"{request.method} {request.url.path} {response.status_code} "
+                f"{response.read().decode(errors='replace')}"
+            )
+        return response
+
+    monkeypatch.setattr(httpx.Client, "send", recording_send)
+    yield bodies
+    leaking = [body for body in bodies if LEAKS.search(body)]
+    assert not leaking, (
+        f"{len(leaking)} of {len(bodies)} error bodies leak internals: {leaking[:3]}"
+    )
 
 
 def api_settings(champion: Champion, **overrides: Any) -> Settings:
@@ -219,6 +250,88 @@ def test_bad_requests_are_refused_naming_the_field(
         assert "Traceback" not in response.text
 
 
+def _with_amount(raw_value: str, column: str = "AMT_CREDIT") -> str:
+    """The example as JSON text with one application field written verbatim (``Infinity``…)."""
+    body = json.loads(json.dumps(EXAMPLE))
+    body["applications"][0][column] = "__VALUE__"
+    return json.dumps(body).replace('"__VALUE__"', raw_value)
+
+
+@pytest.mark.parametrize(
+    ("column", "raw_value", "error_type"),
+    [
+        ("AMT_CREDIT", "Infinity", "finite_number"),
+        ("AMT_CREDIT", "-Infinity", "finite_number"),
+        ("AMT_CREDIT", "1e309", "finite_number"),
+        ("AMT_CREDIT", "NaN", "finite_number"),
+        ("AMT_CREDIT", '"495000"', "float_type"),
+        ("AMT_CREDIT", "true", "float_type"),
+        ("FLAG_DOCUMENT_3", "true", "int_type"),
+        ("FLAG_DOCUMENT_3", "2", "less_than_equal"),
+        ("FLAG_DOCUMENT_3", "1.0", "int_type"),
+        ("CNT_CHILDREN", '"2"', "int_type"),
+    ],
+)
+def test_non_finite_quoted_and_boolean_values_are_refused_naming_the_field(
+    client: TestClient, column: str, raw_value: str, error_type: str
+) -> None:
+    for endpoint in ("/validate", "/predict"):
+        response = client.post(
+            endpoint,
+            content=_with_amount(raw_value, column),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "applications", 0, column]
+        assert error["type"] == error_type
+
+
+def test_integer_valued_numbers_are_numbers(client: TestClient) -> None:
+    """495000, 495000.0 and 4.95e5 are the same amount: one PD, whatever the JSON spelling."""
+    answers = []
+    for raw_value in ("495000", "495000.0", "4.95e5"):
+        response = client.post(
+            "/predict",
+            content=_with_amount(raw_value),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["predictions"])
+    assert answers[0] == answers[1] == answers[2]
+
+
+@pytest.mark.parametrize(
+    ("amounts", "feature"),
+    [
+        # A ratio that overflows a double: credit / income = 1e308 / 1e-308.
+        ({"AMT_CREDIT": 1e308, "AMT_INCOME_TOTAL": 1e-308}, "CREDIT_TO_INCOME"),
+        # A finite double beyond float32, which XGBoost reads (found by schemathesis).
+        ({"AMT_INCOME_TOTAL": 1.0587453203497606e86}, "AMT_INCOME_TOTAL"),
+    ],
+    ids=["ratio-overflows", "beyond-float32"],
+)
+def test_out_of_range_amounts_are_a_422_not_a_model_error(
+    client: TestClient, amounts: dict[str, float], feature: str
+) -> None:
+    """Valid JSON numbers the model cannot take: a 422 naming the feature, not XGBoost's trace."""
+    body = json.loads(json.dumps(EXAMPLE))
+    body["applications"][0].update(amounts)
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert feature in response.text and "out of range" in response.text
+    assert client.post("/predict", json=EXAMPLE).status_code == 200
+
+
+def test_a_body_that_is_not_json_is_a_400(client: TestClient) -> None:
+    for endpoint in ("/validate", "/predict"):
+        response = client.post(
+            endpoint, content=b'{"applications": [', headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
 def test_validate_checks_without_scoring(client: TestClient) -> None:
     response = client.post("/validate", json=EXAMPLE)
     assert response.status_code == 200
@@ -287,6 +400,43 @@ def test_metadata_schema_docs_and_metrics(client: TestClient) -> None:
     assert 'creditrisk_requests_total{endpoint="/predict",method="POST",status="200"}' in text
     assert 'creditrisk_probability_of_default_bucket{le="0.01",model_version="1"}' in text
     assert 'creditrisk_model_info{alias="champion",name="CreditRiskPD",version="1"} 1.0' in text
+
+
+def test_openapi_describes_the_errors_metrics_and_linking_rule(champion: Champion) -> None:
+    with TestClient(build_asgi(api_settings(champion))) as open_client:
+        document = open_client.get("/openapi.json").json()
+    paths = document["paths"]
+    predict = paths["/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "422", "503"} <= set(predict) and "401" not in predict
+    assert "Retry-After" in predict["503"]["headers"]
+    assert {"200", "400", "413", "422"} <= set(paths["/validate"]["post"]["responses"])
+    assert (
+        "503" in paths["/ready"]["get"]["responses"]
+        and "503" in paths["/metadata"]["get"]["responses"]
+    )
+    assert "503" in paths["/admin/reload"]["post"]["responses"]
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    schemas = document["components"]["schemas"]
+    assert schemas["ValidationErrors"]["properties"]["detail"]["type"] == "array"
+    request = schemas["PredictRequest"]
+    assert "``SK_ID_BUREAU`` of one of this request's" in request["description"]
+    assert "unlinked_row" in request["description"]
+    assert request["properties"]["applications"]["maxItems"] == 5  # max_applications
+    row = schemas["ApplicationRow"]["properties"]
+    assert {"type": "integer", "minimum": 0, "maximum": 1} in row["FLAG_DOCUMENT_3"]["anyOf"]
+    assert {"type": "number"} in row["AMT_CREDIT"]["anyOf"]
+    assert "securitySchemes" not in document.get("components", {})
+
+    with TestClient(build_asgi(api_settings(champion, api_key="s3cret"))) as guarded:
+        key = {"X-API-Key": "s3cret"}
+        document = guarded.get("/openapi.json", headers=key).json()
+    assert document["components"]["securitySchemes"]["APIKey"]["name"] == "X-API-Key"
+    for path in ("/predict", "/validate", "/metadata", "/metrics", "/schema", "/admin/reload"):
+        (operation,) = document["paths"][path].values()
+        assert "401" in operation["responses"] and operation["security"] == [{"APIKey": []}]
+    for path in ("/health", "/ready"):
+        (operation,) = document["paths"][path].values()
+        assert "401" not in operation["responses"] and "security" not in operation
 
 
 def test_access_log_is_json_without_applicant_data(client: TestClient, caplog) -> None:
@@ -458,8 +608,14 @@ def test_concurrent_http_requests_get_their_own_answers(
 # ---------------------------------------------------------------------------------------------
 
 
+class Served(NamedTuple):
+    url: str
+    workspace: Workspace
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture
-def served(champion: Champion, tmp_path: Path) -> Iterator[tuple[str, Workspace]]:
+def served(champion: Champion, tmp_path: Path) -> Iterator[Served]:
     """`creditrisk serve` on 127.0.0.1 over a private copy of the champion's workspace."""
     home = tmp_path / "ws"
     shutil.copytree(champion.workspace.home, home)
@@ -497,16 +653,14 @@ def served(champion: Champion, tmp_path: Path) -> Iterator[tuple[str, Workspace]
             time.sleep(0.5)
         else:
             pytest.fail(f"the server did not become ready in 120 s: {answer}\n{log.read_text()}")
-        yield url, Workspace(home)
+        yield Served(url, Workspace(home), process)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def test_real_server_scores_guards_and_reloads_after_a_promotion(
-    served: tuple[str, Workspace],
-) -> None:
-    url, workspace = served
+def test_real_server_scores_guards_and_reloads_after_a_promotion(served: Served) -> None:
+    url, workspace, _ = served
     key = {"X-API-Key": "s3cret"}
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     assert httpx.post(f"{url}/predict", json=EXAMPLE).status_code == 401
@@ -543,3 +697,158 @@ def test_real_server_scores_guards_and_reloads_after_a_promotion(
     metrics = httpx.get(f"{url}/metrics", headers=key).text
     assert 'creditrisk_model_info{alias="champion",name="CreditRiskPD",version="2"} 1.0' in metrics
     assert 'creditrisk_model_info{alias="champion",name="CreditRiskPD",version="1"}' not in metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# The feature process: killed, replaced, the request in flight retried
+# ---------------------------------------------------------------------------------------------
+
+
+def feature_processes(parent: int) -> list[int]:
+    """Live feature processes of a server: its spawned children (not the resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        state, ppid = fields[0], int(fields[1])
+        spawned = b"spawn_main" in command and b"resource_tracker" not in command
+        if ppid == parent and state != "Z" and spawned:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"process {pid} still alive after SIGKILL")
+
+
+def test_a_killed_feature_process_is_replaced_and_the_request_retried(served: Served) -> None:
+    url, _, server = served
+    key = {"X-API-Key": "s3cret"}
+    before = httpx.post(f"{url}/predict", json=EXAMPLE, headers=key, timeout=30)
+    assert before.status_code == 200, before.text
+    (feature_process,) = feature_processes(server.pid)
+
+    kill_and_wait(feature_process)  # e.g. the OOM killer, between two requests
+    after = httpx.post(f"{url}/predict", json=EXAMPLE, headers=key, timeout=60)
+
+    assert after.status_code == 200, after.text
+    assert after.json()["predictions"] == before.json()["predictions"]
+    (replacement,) = feature_processes(server.pid)
+    assert replacement != feature_process
+    again = httpx.post(f"{url}/predict", json=EXAMPLE, headers=key, timeout=30)
+    assert again.json()["predictions"] == before.json()["predictions"]
+
+
+def test_a_feature_process_that_cannot_restart_is_a_503_with_retry_after(
+    champion: Champion,
+) -> None:
+    with TestClient(build_asgi(api_settings(champion, feature_process=True))) as own:
+        worker = own.app.app.state.serving.worker  # type: ignore[attr-defined]
+        normal = own.post("/predict", json=EXAMPLE)
+        assert normal.status_code == 200
+        with pytest.MonkeyPatch.context() as env:
+            # Every new Python fails to start: the replacement process cannot come up.
+            env.setenv("PYTHONHOME", "/nonexistent")
+            kill_and_wait(worker.feature_process_id)
+            refused = own.post("/predict", json=EXAMPLE)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "5"
+        assert "retry later" in refused.json()["detail"]
+        recovered = own.post("/predict", json=EXAMPLE)  # the next request starts a new one
+        assert recovered.status_code == 200, recovered.text
+        assert recovered.json()["predictions"] == normal.json()["predictions"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The OpenAPI document against the real server: schemathesis
+# ---------------------------------------------------------------------------------------------
+
+#: Bounded and reproducible: a fixed seed, derandomized generation, at most 125 cases per
+#: operation (a few hundred in all: the GET operations have few distinct ones), well under a
+#: minute. Every check runs, in the examples, fuzzing and stateful phases; the coverage phase is
+#: off: it derives every boundary case of the ~400 row fields, 4,000-8,000 requests (15-45 s).
+#: /predict and /validate may refuse schema-valid bodies with a 422 (the linking rule of their
+#: rows is a cross-row rule JSON Schema cannot express: it is in the request schema's
+#: description), and a body with more applications than maxItems is a 413.
+SCHEMATHESIS_CONFIG = """
+seed = 20261122
+base-url = "{url}"
+headers = {{ X-API-Key = "s3cret" }}
+request-timeout = 30
+max-failures = 20
+
+[cache]
+enabled = false  # no .schemathesis/ in the working directory
+
+[generation]
+max-examples = 125
+deterministic = true
+
+[phases.coverage]
+enabled = false
+
+[[operations]]
+include-path-regex = "^/(predict|validate)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406",
+    "409", "413", "415", "422", "428", "429"]
+"""
+
+
+@pytest.mark.slow
+def test_the_api_conforms_to_its_openapi_document(served: Served) -> None:
+    import schemathesis
+    from schemathesis.config import SchemathesisConfig
+    from schemathesis.engine import events, from_schema
+
+    url, _, _ = served
+    config = SchemathesisConfig.from_str(SCHEMATHESIS_CONFIG.format(url=url))
+    schema = schemathesis.openapi.from_url(
+        f"{url}/openapi.json", config=config, headers={"X-API-Key": "s3cret"}, timeout=30
+    )
+    started = time.monotonic()
+    failures: list[str] = []
+    leaks: list[str] = []
+    requests = 0
+    by_phase: dict[str, int] = {}
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            recorder = event.recorder
+            for checks in recorder.checks.values():
+                failures += [
+                    f"{recorder.label}: {check.name}: {check.failure_info}"
+                    for check in checks
+                    if check.status == "failure"
+                ]
+            for interaction in recorder.interactions.values():
+                requests += 1
+                by_phase[str(event.phase)] = by_phase.get(str(event.phase), 0) + 1
+                response = interaction.response
+                if response is not None and response.status_code >= 400:
+                    text = response.content.decode(errors="replace")
+                    if LEAKS.search(text):
+                        leaks.append(f"{recorder.label} {response.status_code} {text[:300]}")
+        elif isinstance(event, (events.NonFatalError, events.FatalError)):
+            failures.append(f"error: {getattr(event, 'label', '')} {event!r}"[:2000])
+        elif isinstance(event, events.EngineFinished):
+            failures += [str(failure) for failure in event.failures]
+            stop_reason = event.stop_reason
+    elapsed = time.monotonic() - started
+    print(f"schemathesis: {requests} requests {by_phase} in {elapsed:.1f} s, stop: {stop_reason}")
+    assert not failures, "\n".join(failures[:20])
+    assert not leaks, leaks[:5]
+    assert stop_reason == "completed" and requests >= 200
+    assert elapsed < 60

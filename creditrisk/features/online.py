@@ -208,6 +208,14 @@ def _feature_process(connection: Connection) -> None:
         statement.close()
 
 
+class FeatureProcessError(RuntimeError):
+    """The feature process is not available: it died and a new one could not be started."""
+
+
+class FeatureProcessRestarted(FeatureProcessError):
+    """The feature process died during the execution; a new one is ready: run it again."""
+
+
 class _ProcessStatement:
     """The feature statement prepared in a child process, which has a GIL of its own.
 
@@ -216,7 +224,9 @@ class _ProcessStatement:
     interval: one execution took 15–20x longer in a test with one spinning thread. In a child
     nothing competes, and it runs on another core. Executions go one at a time over a pipe (the
     rows as JSON texts one way, an Arrow table back). A child that dies (e.g. killed for memory)
-    fails the execution in flight and is replaced for the next ones.
+    is replaced at once and the execution in flight raises :class:`FeatureProcessRestarted`
+    (the caller may run it again); when no new child starts, :class:`FeatureProcessError`, and
+    the next execution tries again.
     """
 
     def __init__(self) -> None:
@@ -247,8 +257,15 @@ class _ProcessStatement:
                 status, payload = self._connection.recv()
             except (EOFError, OSError) as exc:
                 self._stop()
-                self._start()
-                raise RuntimeError("the feature process stopped; a new one was started") from exc
+                try:
+                    self._start()
+                except Exception as failed:
+                    raise FeatureProcessError(
+                        f"the feature process stopped and no new one started: {failed}"
+                    ) from exc
+                raise FeatureProcessRestarted(
+                    "the feature process stopped; a new one was started"
+                ) from exc
         if status == "value_error":
             raise ValueError(payload)
         if status != "ok":

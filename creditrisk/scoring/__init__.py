@@ -17,6 +17,7 @@ from creditrisk.scoring.scorer import (
     Scorer,
     Scores,
     ScoringError,
+    UnscorableInput,
     resolve_model,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "Scorer",
     "Scores",
     "ScoringError",
+    "UnscorableInput",
     "resolve_model",
 ]

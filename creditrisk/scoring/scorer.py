@@ -51,6 +51,16 @@ SCORE_COLUMNS = (
 )
 
 
+#: The largest feature magnitude the model takes: XGBoost reads features as 32-bit floats and
+#: refuses anything beyond (or infinite) for the whole matrix, with its native stack trace.
+FEATURE_LIMIT = float(np.finfo(np.float32).max)
+
+
+class UnscorableInput(ValueError):
+    """Feature rows the model cannot score: a feature beyond :data:`FEATURE_LIMIT` (a huge
+    amount, or a ratio of a huge amount to a tiny one)."""
+
+
 class ScoringError(Exception):
     """The model or its decision policy cannot be loaded or used; the message says why."""
 
@@ -263,8 +273,13 @@ class Scorer:
         Args:
             features: One row per applicant.
             reasons: Reason codes per applicant (0 for none: skips the SHAP computation).
+
+        Raises:
+            UnscorableInput: A feature is beyond :data:`FEATURE_LIMIT` or infinite.
         """
         matrix = self.trained.encoded_matrix(features)  # once, for the PD and the reasons
+        if (np.abs(matrix) > FEATURE_LIMIT).any():  # NaN (missing) compares False
+            _refuse_out_of_range(features, self.trained.features)
         pd_ = self.trained.predict_pd(features, matrix=matrix)
         points = scorecard.pd_to_score(pd_, self.info.scaling)
         bands = scorecard.score_bands(points, self.info.scaling)
@@ -295,3 +310,20 @@ class Scorer:
 
     def metadata(self) -> Mapping[str, Any]:
         return self.info.as_dict()
+
+
+def _refuse_out_of_range(features: pd.DataFrame, names: Any) -> None:
+    """Refuse features beyond :data:`FEATURE_LIMIT` (NaN is a missing value: the model's own).
+
+    Raises:
+        UnscorableInput: Naming the applicants and features (no values: they are applicant data).
+    """
+    numbers = features.reindex(columns=list(names)).select_dtypes("number")
+    beyond = np.abs(numbers.to_numpy(dtype=np.float64, na_value=np.nan)) > FEATURE_LIMIT
+    rows, columns = np.nonzero(beyond)
+    applicants = sorted({int(features[ID_COLUMN].iloc[row]) for row in rows})
+    raise UnscorableInput(
+        f"feature(s) {sorted({str(numbers.columns[c]) for c in columns})} of SK_ID_CURR "
+        f"{applicants} beyond ±{FEATURE_LIMIT:.3g}, what the model can score: an input value "
+        "is out of range"
+    )
