@@ -122,7 +122,9 @@ def test_unscorable_rows_are_rejected_with_the_reason_and_the_rest_scored(
     rejects = pacsv.read_csv(tmp_path / "scores.rejects.csv").to_pandas()
     by_reason = {row["reason"].split(":")[0]: row for _, row in rejects.iterrows()}
     assert set(rejects["table"]) == {"application_test", "bureau"}
-    cast = rejects[(rejects["table"] == "application_test") & rejects["line"].notna()]
+    cast = rejects[
+        (rejects["table"] == "application_test") & rejects["reason"].str.startswith("cast")
+    ]
     assert cast["column"].tolist() == ["AMT_CREDIT"] and cast["line"].tolist() == [3]
     assert "lots" in cast["reason"].iloc[0]
     assert "missing SK_ID_CURR" in by_reason
@@ -133,6 +135,70 @@ def test_unscorable_rows_are_rejected_with_the_reason_and_the_rest_scored(
     scores = pacsv.read_csv(tmp_path / "scores.csv").to_pandas()
     assert len(scores) == 600 - 4  # bad amount, no id, both rows of the duplicated id
     assert int(duplicated) not in set(scores[ID_COLUMN])
+
+
+def test_every_reject_names_its_file_line_and_applicant(
+    raw_slice: Path, scorer: Scorer, tmp_path: Path
+) -> None:
+    """CSV rejects of every reason give the file line (header = line 1, a quoted line break
+    counts); a row refused for a bad amount keeps its SK_ID_CURR."""
+    damaged = tmp_path / "raw"
+    shutil.copytree(raw_slice, damaged)
+    test_file = damaged / "application_test.csv"
+    frame = pd.read_csv(test_file, dtype=str, keep_default_na=False)
+    ids = frame[ID_COLUMN].tolist()
+    frame.loc[0, "NAME_TYPE_SUITE"] = "Family\nand friends"  # row 0 spans lines 2 and 3
+    frame.loc[1, "AMT_CREDIT"] = "lots"  # line 4
+    frame.loc[2, ID_COLUMN] = ""  # line 5
+    frame.loc[4, ID_COLUMN] = ids[3]  # lines 6 and 7: the same applicant twice
+    frame.loc[6, "CNT_CHILDREN"] = "two"  # line 9
+    frame.to_csv(test_file, index=False)
+    assert test_file.read_text().splitlines()[3].startswith(ids[1] + ",")  # line 4, 1-based
+    bureau = damaged / "bureau.csv"
+    history = pd.read_csv(bureau, dtype=str, keep_default_na=False)
+    history.loc[2, "DAYS_CREDIT"] = "last year"  # line 4 of bureau.csv
+    history.to_csv(bureau, index=False)
+
+    score_batch(damaged, tmp_path / "scores.parquet", scorer=scorer, reasons=0)
+
+    rejects = pd.read_parquet(tmp_path / "scores.rejects.parquet")
+    assert rejects["row"].isna().all()  # CSV input: lines only
+    found = {
+        (table, int(line), column, None if pd.isna(key) else int(key), reason.split(":")[0])
+        for table, line, column, key, reason in rejects[
+            ["table", "line", "column", ID_COLUMN, "reason"]
+        ].itertuples(index=False)
+    }
+    assert found == {
+        ("application_test", 4, "AMT_CREDIT", int(ids[1]), "cast"),
+        ("application_test", 5, ID_COLUMN, None, "missing SK_ID_CURR"),
+        ("application_test", 6, ID_COLUMN, int(ids[3]), "duplicate SK_ID_CURR"),
+        ("application_test", 7, ID_COLUMN, int(ids[3]), "duplicate SK_ID_CURR"),
+        ("application_test", 9, "CNT_CHILDREN", int(ids[6]), "cast"),
+        ("bureau", 4, "DAYS_CREDIT", int(history.loc[2, ID_COLUMN]), "cast"),
+    }
+
+
+def test_parquet_rejects_name_the_input_row_and_applicant(
+    raw_slice: Path, scorer: Scorer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    applications = pd.read_csv(raw_slice / "application_test.csv", dtype=str)
+    ids = applications[ID_COLUMN].tolist()
+    applications.loc[0, "AMT_INCOME_TOTAL"] = "a lot"  # row 1
+    applications.loc[3, ID_COLUMN] = ids[2]  # rows 3 and 4: one applicant twice
+    applications.to_parquet(folder / "application_test.parquet", index=False)
+
+    score_batch(folder, tmp_path / "scores.parquet", scorer=scorer, reasons=0)
+
+    rejects = pd.read_parquet(tmp_path / "scores.rejects.parquet")
+    assert rejects["line"].isna().all()
+    assert rejects[["row", "column", ID_COLUMN]].values.tolist() == [
+        [1, "AMT_INCOME_TOTAL", int(ids[0])],
+        [3, ID_COLUMN, int(ids[2])],
+        [4, ID_COLUMN, int(ids[2])],
+    ]
 
 
 def test_parquet_input_and_an_explicit_model_version(

@@ -7,7 +7,10 @@ batches:
 1. **Stage** every table the input holds (Kaggle file names, CSV/CSV.GZ/ZIP or Parquet) into
    typed Parquet with the canonical columns. A row whose value does not fit its type is set
    aside into the rejects file with the reason; so is an applicant without ``SK_ID_CURR`` or
-   with an ``SK_ID_CURR`` that appears twice. Nothing else is dropped.
+   with an ``SK_ID_CURR`` that appears twice. Nothing else is dropped. Every reject names where
+   it is in its file, one way for all reasons: the CSV file line (1-based, the header is line
+   1, a quoted value's line breaks count), or for Parquet the row (1-based); and the row's
+   ``SK_ID_CURR`` whenever it can be read, a row refused for another column's type included.
 2. **Features**: the same SQL as training (:func:`creditrisk.features.build_feature_store`),
    run by DuckDB over the staged files with a memory limit, spilling to disk beyond it.
 3. **Score** the feature rows in chunks with the champion (:class:`creditrisk.scoring.Scorer`)
@@ -20,15 +23,18 @@ on the ``creditrisk.batch`` logger; no applicant data is logged.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 import logging
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,8 +64,8 @@ REJECT_SCHEMA = pa.schema(
     [
         ("table", pa.string()),
         ("file", pa.string()),
-        ("line", pa.int64()),  # CSV line (1 = header) when DuckDB could not parse the row
-        ("row", pa.int64()),  # data row (1-based) otherwise
+        ("line", pa.int64()),  # CSV input: the file line the row starts on (1 = the header)
+        ("row", pa.int64()),  # Parquet input: the row (1-based)
         (ID_COLUMN, pa.int64()),
         ("column", pa.string()),
         ("reason", pa.string()),
@@ -118,14 +124,26 @@ def _reject(table: str, file: str, reason: str, **fields: Any) -> dict[str, Any]
     return {"table": table, "file": file, "reason": reason, **fields}
 
 
+@dataclass
+class _Staged:
+    """One table staged: its typed Parquet, the rows set aside and the file they came from."""
+
+    path: Path
+    source: Path
+    csv: bool
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _stage_csv(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, found: sources.SourceFile, work: Path
-) -> tuple[Path, list[dict[str, Any]]]:
+) -> _Staged:
     local = sources.csv_path(found, sources.fetch(found, work / "download"), work / "unzip")
     header = sources.read_header(local, spec.name)
     out = work / "staged" / f"{spec.name}.parquet"
     conversion = convert_csv(con, spec, local, header, out, reject_limit=0)
     rejects = [
+        # DuckDB's line counts records (a quoted line break does not count): made a file line
+        # by _place_csv_rejects.
         _reject(
             spec.name,
             found.name,
@@ -135,12 +153,12 @@ def _stage_csv(
         )
         for r in conversion.rejects
     ]
-    return out, rejects
+    return _Staged(out, local, True, rejects)
 
 
 def _stage_parquet(
     con: duckdb.DuckDBPyConnection, spec: TableSpec, found: sources.SourceFile, work: Path
-) -> tuple[Path, list[dict[str, Any]]]:
+) -> _Staged:
     local = sources.fetch(found, work / "download")
     schema = pq.ParquetFile(local).schema_arrow
     textual = {
@@ -174,8 +192,10 @@ def _stage_parquet(
         "to $out (format parquet, compression zstd)",
         {"out": str(out)},
     )
+    # The applicant of a row refused for another column (its SK_ID_CURR was read, or is NULL).
+    applicant = ID_COLUMN if ID_COLUMN in spec.column_names else "null"
     bad = con.execute(
-        "select __row, __bad from staged_input where __bad is not null order by __row"
+        f"select __row, __bad, {applicant} from staged_input where __bad is not null order by __row"
     ).fetchall()
     con.execute("drop table staged_input")
     rejects = [
@@ -185,16 +205,21 @@ def _stage_parquet(
             "type: value does not fit the column's type",
             row=row,
             column=column,
+            **{ID_COLUMN: key},
         )
-        for row, column in bad
+        for row, column, key in bad
     ]
-    return out, rejects
+    return _Staged(out, local, False, rejects)
 
 
 def _unscorable_applicants(
     con: duckdb.DuckDBPyConnection, staged: Path, table: str, file: str
 ) -> list[dict[str, Any]]:
-    """Applicants without SK_ID_CURR, or whose SK_ID_CURR repeats: set aside, all of them."""
+    """Applicants without SK_ID_CURR, or whose SK_ID_CURR repeats: set aside, all of them.
+
+    Their ``row`` is the staged row (1-based), which :func:`_place` turns into the file's line
+    or row.
+    """
     con.execute(
         "create or replace temp table applicants as "
         "select row_number() over () as __row, * from read_parquet($path)",
@@ -230,6 +255,99 @@ def _unscorable_applicants(
     ]
 
 
+@dataclass(frozen=True)
+class _Place:
+    line: int  # the file line the record starts on (1 = the header)
+    applicant: int | None  # its SK_ID_CURR, when the text is an integer
+
+
+def _csv_places(
+    path: Path, records: Iterable[int], staged_rows: Iterable[int], rejected: set[int]
+) -> tuple[dict[int, _Place], dict[int, _Place]]:
+    """File lines and SK_ID_CURR of some records of a CSV, in one pass that stops after them.
+
+    Args:
+        records: Records by DuckDB's reject line (1 + the records and blank lines before it).
+        staged_rows: Staged rows (1-based): the records DuckDB did not reject, in order.
+        rejected: Every record DuckDB rejected (they are not staged).
+    """
+    wanted, wanted_rows = set(records), set(staged_rows)
+    by_record: dict[int, _Place] = {}
+    by_row: dict[int, _Place] = {}
+    opener: Any = gzip.open if path.name.endswith(".gz") else open
+    csv.field_size_limit(2**31 - 1)
+    with opener(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        reader = csv.reader(text)
+        header = next(reader, [])
+        key = header.index(ID_COLUMN) if ID_COLUMN in header else None
+        last_line, staged = reader.line_num, 0
+        try:
+            for record, fields in enumerate(reader, start=2):
+                place = _Place(last_line + 1, _integer(fields, key))
+                last_line = reader.line_num
+                if not fields:  # a blank line: DuckDB counts it but reads no row
+                    continue
+                if record in rejected:
+                    if record in wanted:
+                        by_record[record] = place
+                else:
+                    staged += 1
+                    if staged in wanted_rows:
+                        by_row[staged] = place
+                if len(by_record) == len(wanted) and len(by_row) == len(wanted_rows):
+                    break
+        except csv.Error:  # a line Python's reader cannot read either: the rest stays unplaced
+            pass
+    return by_record, by_row
+
+
+def _integer(fields: list[str], index: int | None) -> int | None:
+    if index is None or index >= len(fields):
+        return None
+    try:
+        return int(fields[index].strip())
+    except ValueError:
+        return None
+
+
+def _place(staged: _Staged, unscorable: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rejects, each with its file line (CSV) or input row (Parquet)."""
+    rejects = staged.rejects + unscorable
+    if not staged.csv:
+        # Staged rows are the input rows without the refused ones, in order.
+        refused = sorted(reject["row"] for reject in staged.rejects)
+        for reject in unscorable:
+            reject["row"] = _nth_kept(reject["row"], refused)
+        return rejects
+    if not rejects:
+        return rejects
+    rejected = {reject["line"] for reject in staged.rejects}
+    by_record, by_row = _csv_places(
+        staged.source, rejected, (reject["row"] for reject in unscorable), rejected
+    )
+    for reject in staged.rejects:
+        place = by_record.get(reject["line"])
+        if place is not None:
+            reject["line"] = place.line
+            reject.setdefault(ID_COLUMN, place.applicant)
+    for reject in unscorable:
+        place = by_row.get(reject.pop("row"))
+        reject["line"] = place.line if place is not None else None
+    return rejects
+
+
+def _nth_kept(n: int, removed: list[int]) -> int:
+    """The position (1-based) of the n-th item kept when the ``removed`` positions are dropped."""
+    position = n
+    for gone in removed:  # ascending
+        if gone <= position:
+            position += 1
+        else:
+            break
+    return position
+
+
 def stage_inputs(
     input_uri: str, work: Path, con: duckdb.DuckDBPyConnection
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
@@ -255,13 +373,16 @@ def stage_inputs(
             continue
         stage = _stage_parquet if found[name].name.lower().endswith(".parquet") else _stage_csv
         try:
-            staged, table_rejects = stage(con, spec, found[name], work)
+            staged = stage(con, spec, found[name], work)
         except (sources.SourceError, duckdb.Error) as exc:
             raise BatchError(f"{name}: cannot read {found[name].name}: {exc}") from exc
-        if name in APPLICATION_TABLES:
-            table_rejects += _unscorable_applicants(con, staged, name, found[name].name)
-        rejects += table_rejects
-        rows[name] = pq.ParquetFile(staged).metadata.num_rows
+        unscorable = (
+            _unscorable_applicants(con, staged.path, name, found[name].name)
+            if name in APPLICATION_TABLES
+            else []
+        )
+        rejects += _place(staged, unscorable)
+        rows[name] = pq.ParquetFile(staged.path).metadata.num_rows
     return rows, rejects
 
 
