@@ -185,6 +185,20 @@ def _csv_to_parquet(
 ) -> int:
     """Typed CSV → Parquet; returns the row count, or raises naming the first bad rows."""
     conversion = convert_csv(con, spec, csv_file, header, out)
+    undecodable = [r["line"] for r in conversion.rejects if r["error_type"] == "INVALID ENCODING"]
+    if undecodable:
+        shown = ", ".join(str(line) for line in undecodable[:REJECT_EXAMPLES])
+        raise IngestError(
+            spec.name,
+            f"{csv_file.name} is not UTF-8 (Latin-1 or Windows-1252 perhaps; save it as "
+            f"UTF-8): line{'s' if len(undecodable) > 1 else ''} {shown}"
+            + (
+                f" and {len(undecodable) - REJECT_EXAMPLES} more"
+                if len(undecodable) > REJECT_EXAMPLES
+                else ""
+            ),
+            rule="encoding",
+        )
     if conversion.rejected_lines:
         first = conversion.rejects[:REJECT_EXAMPLES]
         detail = "; ".join(f"line {r['line']}: {r['message']}" for r in first)
@@ -340,6 +354,36 @@ def _connection(threads: int | None, memory_limit: str | None) -> duckdb.DuckDBP
     return con
 
 
+def _ingest_one(
+    spec: TableSpec,
+    found: Mapping[str, sources.SourceFile],
+    staged: Mapping[str, Future[tuple[Path, sources.Checksums]]],
+    expected: Mapping[str, str],
+    staging: Path,
+    new_bronze: Path,
+    con: duckdb.DuckDBPyConnection,
+) -> TableResult:
+    """One table into the new bronze, once its file has been checksummed and verified."""
+    out = new_bronze / f"{spec.name}.parquet"
+    if spec.name not in found:
+        _write_empty(spec, out)
+        return TableResult(spec.name, "absent")
+    try:
+        local, checksums = staged[spec.name].result()
+        if spec.name in expected and not _expected_matches(expected[spec.name], checksums):
+            raise IngestError(
+                spec.name,
+                f"checksum mismatch for {found[spec.name].name}: expected "
+                f"{expected[spec.name]}, got sha256 {checksums.sha256} / md5 {checksums.md5}",
+                rule="expected_checksum",
+            )
+        result = _ingest_table(spec, found[spec.name], local, staging, out, con)
+    except sources.SourceError as exc:  # a damaged file, an unreadable header, a bad ZIP
+        raise IngestError(exc.table or spec.name, exc.detail, rule=exc.rule or "source") from exc
+    result.checksums = checksums
+    return result
+
+
 def ingest(
     uri: str,
     bronze: Path,
@@ -394,35 +438,28 @@ def ingest(
     con = _connection(threads, memory_limit)
     results: dict[str, TableResult] = {}
     try:
-        # Checksums run in threads (hashlib releases the GIL) while DuckDB converts.
+        # Checksums and gzip verification run in threads (hashlib and zlib release the GIL)
+        # while DuckDB converts; a table is converted only once its file has been verified.
         with ThreadPoolExecutor(max_workers=2) as pool:
             staged: dict[str, Future[tuple[Path, sources.Checksums]]] = {
                 name: pool.submit(sources.stage, f, staging) for name, f in found.items()
             }
-            for spec in tables().values():
-                out = new_bronze / f"{spec.name}.parquet"
-                if spec.name not in found:
-                    _write_empty(spec, out)
-                    results[spec.name] = TableResult(spec.name, "absent")
-                    continue
-                local, checksums = staged[spec.name].result()
-                if spec.name in expected and not _expected_matches(expected[spec.name], checksums):
-                    raise IngestError(
-                        spec.name,
-                        f"checksum mismatch for {found[spec.name].name}: expected "
-                        f"{expected[spec.name]}, got sha256 {checksums.sha256} "
-                        f"/ md5 {checksums.md5}",
-                        rule="expected_checksum",
-                    )
-                result = _ingest_table(spec, found[spec.name], local, staging, out, con)
-                result.checksums = checksums
-                results[spec.name] = result
-                echo(
-                    f"  {spec.name:<22} {result.rows:>12,} rows  "
-                    f"{checksums.bytes / 1e6:>9.1f} MB  contract {result.contract.status}"
-                    if result.contract
-                    else f"  {spec.name}"
-                )
+            try:
+                for spec in tables().values():
+                    result = _ingest_one(spec, found, staged, expected, staging, new_bronze, con)
+                    results[spec.name] = result
+                    if result.status != "absent":
+                        echo(
+                            f"  {spec.name:<22} {result.rows:>12,} rows  "
+                            f"{result.checksums.bytes / 1e6:>9.1f} MB  "
+                            f"contract {result.contract.status}"
+                            if result.contract and result.checksums
+                            else f"  {spec.name}"
+                        )
+            except BaseException:
+                for future in staged.values():  # files not read yet need not be: it failed
+                    future.cancel()
+                raise
         if results["application_train"].rows == 0:
             raise IngestError("application_train", "has no rows (header only)", rule="non_empty")
         overlap = _applicants_in_both(con, new_bronze)
