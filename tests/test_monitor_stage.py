@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 import threading
 import time
 from pathlib import Path
 
 import boto3
+import pandas as pd
 import pytest
 from modeling_fixtures import modeling_data, modeling_snapshot, params, settings_for  # noqa: F401
 from serving_fixtures import Champion, champion  # noqa: F401
@@ -156,6 +158,72 @@ def test_a_drifted_batch_is_flagged_and_an_undrifted_one_is_not(
     assert {"ScorePSI", "DriftedFeatureShare", "RowsScored"} <= names
     dimensions = {d["Name"]: d["Value"] for d in listed[0]["Dimensions"]}
     assert dimensions == {"Environment": "test", "ModelVersion": "1"}
+
+
+def _kaggle_format(batch: Path, target: Path) -> Path:
+    """The batch as a Kaggle-format sample: application_train.csv carrying TARGET, no
+    labels.csv (the history tables as they are)."""
+    shutil.copytree(batch, target)
+    applications = pd.read_csv(target / "application_test.csv", dtype=str, keep_default_na=False)
+    labels = pd.read_csv(target / monitor.LABELS_FILE, dtype=str)
+    train = applications.merge(labels, on="SK_ID_CURR", how="left", validate="one_to_one")
+    train.to_csv(target / "application_train.csv", index=False)
+    (target / "application_test.csv").unlink()
+    (target / monitor.LABELS_FILE).unlink()
+    return target
+
+
+def test_a_batch_whose_applications_carry_target_is_back_tested_from_it(
+    champion: Champion, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    # It used to be monitored without a back-test: only labels.csv was looked for.
+    batch = _kaggle_format(batches["same"], tmp_path / "kaggle")
+    outcome = run_monitor(monitor.Params(current=str(batch)), champion.workspace)
+
+    outcomes = pd.read_csv(batches["same"] / monitor.LABELS_FILE)["TARGET"]
+    summary = _strict_json(outcome.paths["stability"])["summary"]
+    assert summary["current"]["labelled"] is True
+    assert summary["current"]["labels"] == {
+        "source": "target_column",
+        "location": f"{batch} application_train",
+    }
+    assert summary["backtest"]["applicants"] == BATCH_APPLICANTS
+    assert summary["backtest"]["realised_default_rate"] == pytest.approx(outcomes.mean())
+    assert summary["backtest"]["calibrated"] is True
+
+
+def test_outcomes_come_from_labels_then_labels_csv_then_target(tmp_path: Path) -> None:
+    ids = pd.Series([11, 12, 13])
+    features = pd.DataFrame({"SK_ID_CURR": [11, 12, 13], "TARGET": [0.0, 0.0, 1.0]})
+    batch = tmp_path / "batch"
+    batch.mkdir()
+
+    labels, origin = monitor.batch_labels("", str(batch), ids, features)
+    assert labels is not None and labels.tolist() == [0, 0, 1]
+    assert origin == {"source": "target_column", "location": f"{batch} application_train"}
+
+    (batch / "labels.csv").write_text("SK_ID_CURR,TARGET\n13,0\n12,1\n11,1\n")
+    labels, origin = monitor.batch_labels("", str(batch), ids, features)
+    assert labels is not None and labels.tolist() == [1, 1, 0]
+    assert origin == {"source": "labels_csv", "location": str(batch / "labels.csv")}
+
+    given = tmp_path / "outcomes.csv"
+    given.write_text("SK_ID_CURR,TARGET\n11,0\n12,1\n13,0\n")
+    labels, origin = monitor.batch_labels(str(given), str(batch), ids, features)
+    assert labels is not None and labels.tolist() == [0, 1, 0]
+    assert origin == {"source": "labels_parameter", "location": str(given)}
+
+
+def test_a_target_column_known_for_part_of_a_batch_is_refused(tmp_path: Path) -> None:
+    # application_train rows with TARGET, application_test rows without: no partial back-test.
+    features = pd.DataFrame({"SK_ID_CURR": [1, 2, 3], "TARGET": [0.0, None, 1.0]})
+    with pytest.raises(ValueError, match="TARGET is known for 2 of 3 scored applicant"):
+        monitor.batch_labels("", str(tmp_path), features["SK_ID_CURR"], features)
+    unlabelled = features.assign(TARGET=None)
+    assert monitor.batch_labels("", str(tmp_path), features["SK_ID_CURR"], unlabelled) == (
+        None,
+        None,
+    )
 
 
 def test_a_second_breach_in_a_row_calls_for_the_retrain_and_launches_it(

@@ -6,8 +6,10 @@ for the population it scores?
   MLflow run recorded; a mismatch is reported, not hidden.
 * **Current:** the pipeline's test split (default), or a production batch given as raw tables
   (a folder or ``s3://`` prefix, e.g. the generator's drifted batch). A batch is scored by the
-  batch scorer, so its features come from the same SQL as everywhere else. Labels come from the
-  batch's ``labels.csv`` (or an explicit file) or the split's ``TARGET``.
+  batch scorer, so its features come from the same SQL as everywhere else. A batch's outcomes
+  come from, in this order: the ``labels`` file given, the batch's ``labels.csv``, or the
+  ``TARGET`` column of its ``application_train`` (a Kaggle-format sample); the split's from its
+  ``TARGET``. ``reports/stability.json`` records which (``summary.current.labels``).
 * **Reports:** the Evidently drift report over every model feature
   (``reports/drift_report.html``/``.json``); the PSI of the score with its bin table, the CSI of
   every feature with its bin table, and the PD back-test per score band when labels exist
@@ -62,6 +64,13 @@ from creditrisk.stages.params import StageParams, parameter
 
 ID_COLUMN, TARGET_COLUMN = "SK_ID_CURR", "TARGET"
 LABELS_FILE = "labels.csv"
+#: Where a population's outcomes came from, as ``stability.json`` records it.
+LABELS_PARAMETER, LABELS_CSV, LABELS_TARGET_COLUMN, LABELS_SPLIT = (
+    "labels_parameter",
+    "labels_csv",
+    "target_column",
+    "test_split",
+)
 TEST_SPLIT = "test_split"
 PRODUCTION = "production"
 
@@ -126,6 +135,8 @@ class Population:
     features: pd.DataFrame
     scores: pd.DataFrame
     labels: pd.Series | None = None
+    #: Where ``labels`` came from: ``source`` (one of the LABELS_* names) and ``location``.
+    labels_origin: dict[str, str] | None = None
 
 
 @dataclass
@@ -358,7 +369,8 @@ def _test_split(scorer: Any, ctx: RunContext) -> Population:
     if not path.exists():
         raise FileNotFoundError(f"the test split {path} is absent: run the pipeline first")
     frame = pd.read_parquet(path)
-    return Population("test split", frame, _scored(scorer, frame), frame[TARGET_COLUMN])
+    origin = {"source": LABELS_SPLIT, "location": f"{path.name} {TARGET_COLUMN}"}
+    return Population("test split", frame, _scored(scorer, frame), frame[TARGET_COLUMN], origin)
 
 
 def _production_batch(params: Params, scorer: Any, ctx: RunContext) -> Population:
@@ -384,26 +396,47 @@ def _production_batch(params: Params, scorer: Any, ctx: RunContext) -> Populatio
     # The scorer writes in feature order; align on the applicant id to be sure.
     features = features.set_index(ID_COLUMN, drop=False).loc[scores[ID_COLUMN]]
     features = features.reset_index(drop=True)
-    labels = _labels(params, source, scores[ID_COLUMN])
-    return Population(f"batch {params.current}", features, scores, labels)
+    labels, origin = batch_labels(params.labels, source, scores[ID_COLUMN], features)
+    return Population(f"batch {params.current}", features, scores, labels, origin)
 
 
-def _labels(params: Params, source: str, ids: pd.Series) -> pd.Series | None:
-    """Realised outcomes of the batch, aligned to ``ids``; None when there are none."""
-    if params.labels:
-        path: Path | None = Path(params.labels).expanduser()
+def batch_labels(
+    labels_file: str, source: str, ids: pd.Series, features: pd.DataFrame
+) -> tuple[pd.Series | None, dict[str, str] | None]:
+    """Realised outcomes of a batch aligned to ``ids``, and where they came from.
+
+    In this order: ``labels_file`` (``SK_ID_CURR,TARGET``), the batch's own ``labels.csv``,
+    then the ``TARGET`` its application_train rows carry (``features`` holds it, aligned to
+    ``ids``, as the feature SQL passes it through). None, None when the batch has none.
+
+    Raises:
+        ValueError: The outcomes found miss some scored applicant (a back-test on part of a
+            batch would be read as one on all of it).
+    """
+    path: Path | None = None
+    if labels_file:
+        path, source_name = Path(labels_file).expanduser(), LABELS_PARAMETER
     elif not sources.is_s3(source) and (Path(source) / LABELS_FILE).exists():
-        path = Path(source) / LABELS_FILE
-    else:
-        path = None
-    if path is None:
-        return None
-    labels = pd.read_csv(path, usecols=[ID_COLUMN, TARGET_COLUMN]).drop_duplicates(ID_COLUMN)
-    aligned = labels.set_index(ID_COLUMN)[TARGET_COLUMN].reindex(ids.to_numpy())
-    if aligned.isna().any():
-        missing = int(aligned.isna().sum())
-        raise ValueError(f"{path}: no outcome for {missing} scored applicant(s)")
-    return aligned.astype("int64").reset_index(drop=True)
+        path, source_name = Path(source) / LABELS_FILE, LABELS_CSV
+    if path is not None:
+        labels = pd.read_csv(path, usecols=[ID_COLUMN, TARGET_COLUMN]).drop_duplicates(ID_COLUMN)
+        aligned = labels.set_index(ID_COLUMN)[TARGET_COLUMN].reindex(ids.to_numpy())
+        if aligned.isna().any():
+            missing = int(aligned.isna().sum())
+            raise ValueError(f"{path}: no outcome for {missing} scored applicant(s)")
+        origin = {"source": source_name, "location": str(path)}
+        return aligned.astype("int64").reset_index(drop=True), origin
+    if TARGET_COLUMN not in features.columns or features[TARGET_COLUMN].isna().all():
+        return None, None
+    target = features[TARGET_COLUMN].reset_index(drop=True)
+    if target.isna().any():
+        raise ValueError(
+            f"{source}: {TARGET_COLUMN} is known for {int(target.notna().sum())} of "
+            f"{len(target)} scored applicant(s) (application_test rows have none): give the "
+            f"outcomes of all of them as {LABELS_FILE} or labels=, or leave application_test out"
+        )
+    origin = {"source": LABELS_TARGET_COLUMN, "location": f"{source} application_train"}
+    return target.astype("int64"), origin
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,6 +469,7 @@ def _population_summary(population: Population) -> dict[str, Any]:
         "mean_pd": float(scores["probability_of_default"].mean()) if len(scores) else None,
         "approval_rate": float((scores["decision"] == "approve").mean()) if len(scores) else None,
         "labelled": population.labels is not None,
+        "labels": population.labels_origin,
     }
 
 
