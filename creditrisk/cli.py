@@ -234,7 +234,9 @@ def score(
     ],
     model_uri: Annotated[
         str | None,
-        typer.Option("--model-uri", help="registry URI; default models:/CreditRiskPD@champion"),
+        typer.Option(
+            "--model-uri", help="registry URI; default models:/<CREDITRISK_MODEL_NAME>@champion"
+        ),
     ] = None,
     rejects: Annotated[
         Path | None,
@@ -303,7 +305,7 @@ def promote(
         bool, typer.Option("--force", help="promote although validation failed (recorded)")
     ] = False,
 ) -> None:
-    """Move the alias champion to a registered version of CreditRiskPD."""
+    """Move the alias champion to a registered version of the workspace's model."""
     from creditrisk.registry import RegistryError
     from creditrisk.stages.register import promote_by_hand
 
@@ -357,11 +359,12 @@ def info() -> None:
     ]:
         typer.echo(f"{label:<14} {path}")
     if uri != ws.mlflow_uri or ws.mlflow_db.exists():
-        champion = registry.current_champion(tracking_uri=uri)
+        champion = registry.current_champion(settings.model_name, tracking_uri=uri)
         described = (
             "none yet"
             if champion is None
-            else f"{registry.champion_uri()} → version {champion.version} (run {champion.run_id})"
+            else f"{registry.champion_uri(settings.model_name)} → version {champion.version} "
+            f"(run {champion.run_id})"
         )
         typer.echo(f"{'champion':<14} {described}")
 

@@ -10,6 +10,11 @@ stages, so the lifecycle is expressed with aliases on versions of one registered
 ``previous_champion``
     the version :func:`rollback` would restore, kept reachable for a quick manual check.
 
+The registered model's name is a workspace setting (``CREDITRISK_MODEL_NAME``, default
+``CreditRiskPD``): the registry, and so every alias, belongs to the tracking server, and the
+ledger to the workspace. Workspaces sharing a server therefore need a name each, or one's
+registration would move the other's ``champion`` behind its ledger's back.
+
 The registry keeps no history of alias moves, so every move is also appended to a **promotion
 ledger**: a JSON Lines file (default ``reports/promotion_ledger.jsonl``), one
 :class:`PromotionRecord` per line, appended and fsynced, never rewritten. The ledger is the

@@ -10,7 +10,8 @@ from one). The sections:
 section             environment                what
 ==================  =========================  ============================================
 (top level)         ``CREDITRISK_*``           workspace, synthetic size and seed, kernel,
-                                               the pipeline run id (set by the runner)
+                                               the pipeline run id (set by the runner), the
+                                               registered model's name (``MODEL_NAME``)
 ``mlflow``          ``MLFLOW_TRACKING_URI``    a tracking server instead of the workspace's
                                                ``mlflow.db`` (the registry lives in it)
 ``serving``         ``CREDITRISK_*``           the REST service (``API_KEY``, ``MODEL_URI``,
@@ -28,7 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The source tree of this package's repository (notebooks, pipeline.yaml, SQL, lock files).
@@ -36,8 +37,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 SizeName = Literal["tiny", "small", "full"]
 
+#: The registered model a workspace trains, registers and serves (``CREDITRISK_MODEL_NAME``).
+DEFAULT_MODEL_NAME = "CreditRiskPD"
+
 #: The registry URI serving loads by default (``creditrisk.registry.champion_uri()``).
-DEFAULT_MODEL_URI = "models:/CreditRiskPD@champion"
+DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
 
 #: Environment variables through which the runner tells a stage kernel which run it belongs to.
 RUN_ID_VARIABLE = "CREDITRISK_RUN_ID"
@@ -115,7 +119,10 @@ class ServingSettings(BaseSettings):
     )
     max_applications: int = Field(default=100, ge=1, description="more per request → 413")
     max_body_bytes: int = Field(default=5_000_000, ge=1, description="larger body → 413")
-    model_uri: str = Field(default=DEFAULT_MODEL_URI, description="the registry URI served")
+    model_uri: str = Field(
+        default=DEFAULT_MODEL_URI,
+        description="the registry URI served; default the champion of CREDITRISK_MODEL_NAME",
+    )
     tracking_uri: str | None = Field(
         default=None, description="the registry to load from; default the workspace's store"
     )
@@ -181,9 +188,32 @@ class Settings(BaseSettings):
         description="the pipeline run a stage kernel belongs to; set by the runner only "
         "(without it a stage notebook runs in interactive mode)",
     )
+    model_name: str = Field(
+        default=DEFAULT_MODEL_NAME,
+        description="the registered model this workspace registers, promotes and serves; one "
+        "per workspace when several share a tracking server (their aliases would collide)",
+    )
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     cloudwatch: CloudWatchSettings = Field(default_factory=CloudWatchSettings)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_fits_a_registry_uri(cls, name: str) -> str:
+        # MLflow refuses '/' and ':' in a name; '@' would end the name in models:/<name>@alias.
+        if not name.strip() or name != name.strip() or any(c in name for c in "/:@"):
+            raise ValueError(
+                f"model name {name!r}: non-blank, no surrounding spaces, no '/', ':' or '@'"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _serve_this_workspace_champion(self) -> Settings:
+        # Serving follows the workspace's model unless CREDITRISK_MODEL_URI says otherwise.
+        if "model_uri" not in self.serving.model_fields_set:
+            champion = f"models:/{self.model_name}@champion"
+            self.serving = self.serving.model_copy(update={"model_uri": champion})
+        return self
 
     @cached_property
     def workspace(self) -> Workspace:

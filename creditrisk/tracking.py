@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from creditrisk.settings import Settings, Workspace, default_environment, scoped_environment
+from creditrisk.settings import (
+    DEFAULT_MODEL_NAME,
+    Settings,
+    Workspace,
+    default_environment,
+    scoped_environment,
+)
 
 if TYPE_CHECKING:
     from creditrisk.modeling.model import TrainedModel
@@ -24,8 +30,9 @@ if TYPE_CHECKING:
 #: The experiment every training run of the PD model is logged to.
 EXPERIMENT = "creditrisk_pd"
 
-#: The registered model serving loads as ``models:/CreditRiskPD@champion``.
-MODEL_NAME = "CreditRiskPD"
+#: The default registered model, served as ``models:/CreditRiskPD@champion``; a workspace's own
+#: is ``Settings.model_name`` (``CREDITRISK_MODEL_NAME``).
+MODEL_NAME = DEFAULT_MODEL_NAME
 
 #: Where a pipeline run's rendered notebooks are attached inside an MLflow run.
 AUDIT_ARTIFACT_DIR = "pipeline_runs"

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from creditrisk import tracking
+from creditrisk import registry, tracking
 from creditrisk.data.sources import is_s3
 from creditrisk.scoring.batch import (
     DEFAULT_CHUNK_ROWS,
@@ -45,7 +45,8 @@ def score_files(
         settings: Supply the workspace (relative paths) and the tracking store.
         input_uri: A folder (relative to the workspace) or ``s3://bucket/prefix``.
         output: ``.parquet``, ``.csv`` or ``.csv.gz`` (relative to the workspace).
-        model_uri: A registry URI; default ``models:/CreditRiskPD@champion``.
+        model_uri: A registry URI; default the champion of the workspace's model
+            (``models:/<CREDITRISK_MODEL_NAME>@champion``).
         rejects: Where unscorable rows go; default beside the output.
         chunk_rows: Applicants scored at a time.
         reasons: Reason codes per applicant.
@@ -62,7 +63,7 @@ def score_files(
     return score_batch(
         source,
         workspace.home / output.expanduser(),
-        model_uri=model_uri,
+        model_uri=model_uri or registry.champion_uri(settings.model_name),
         tracking_uri=tracking.tracking_uri(settings),
         rejects=None if rejects is None else workspace.home / rejects.expanduser(),
         chunk_rows=chunk_rows,

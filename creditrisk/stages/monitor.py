@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from creditrisk import registry
 from creditrisk.data import sources
 from creditrisk.io import read_json, write_json
 from creditrisk.modeling.split import split_files
@@ -204,7 +205,8 @@ def run(params: Params, ctx: RunContext, *, echo: Echo | None = None) -> Outcome
 
     tracking_uri = ctx.tracking_uri
     out = ctx.outputs
-    scorer = Scorer.load(params.model_uri or None, tracking_uri=tracking_uri)
+    model_uri = params.model_uri or registry.champion_uri(ctx.settings.model_name)
+    scorer = Scorer.load(model_uri, tracking_uri=tracking_uri)
     features, categorical = list(scorer.features), list(scorer.trained.categorical)
     say(f"model {scorer.info.uri} ({len(features)} features)")
     mark = lap("load_model", started)

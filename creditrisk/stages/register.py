@@ -4,7 +4,8 @@ Notebook ``06_register.ipynb``, in named steps that :func:`run` chains:
 
 1. :func:`validated` — the workspace's ``reports/validation.json`` must be for the trained
    model, must have passed, and must propose the decision policy the evaluation did;
-2. :func:`register_version` — a new version of ``CreditRiskPD`` (alias ``challenger``), its
+2. :func:`register_version` — a new version of the workspace's registered model
+   (``CREDITRISK_MODEL_NAME``, default ``CreditRiskPD``; alias ``challenger``), its
    decision policy, headline metrics, policy deviations and synthetic-data flag frozen on it
    as tags. The same MLflow run with the same decision policy reuses its version; a new cut-off
    for the same trees is a new version, because it decides differently;
@@ -115,6 +116,7 @@ class Outcome:
     """What the register stage did in the registry and wrote for the auditor."""
 
     registration: Registration
+    model_name: str
     promoted: bool
     champion_version: str | None
     previous_champion: str | None
@@ -136,7 +138,7 @@ class Outcome:
             "promoted": self.promoted,
             "champion_version": self.champion_version,
             "previous_champion": self.previous_champion,
-            "champion_uri": registry.champion_uri(),
+            "champion_uri": registry.champion_uri(self.model_name),
             "last_move": None
             if record is None
             else f"{record.action} {record.alias} → v{record.version}",
@@ -148,6 +150,7 @@ class Outcome:
         record = self.record
         return {
             "mlflow_run_id": None if record is None else record.mlflow_run_id,
+            "model_name": self.model_name,
             "version": self.version,
             "dry_run": self.registration.dry_run,
             "newly_registered": self.registration.newly_registered,
@@ -156,7 +159,7 @@ class Outcome:
             "previous_champion": self.previous_champion,
             "model_uri": None
             if self.version is None
-            else f"models:/{registry.DEFAULT_MODEL_NAME}/{self.version}",
+            else f"models:/{self.model_name}/{self.version}",
             "deploy_manifest": str(self.paths["manifest"]) if "manifest" in self.paths else None,
         }
 
@@ -204,8 +207,9 @@ def register_version(params: Params, ctx: RunContext, model: Validated) -> Regis
     """Register the model (or find the version it already is); interactively, only say which."""
     uri = ctx.tracking_uri
     policy = model.validation["decision_policy"]
+    name = ctx.settings.model_name
     existing = registry.version_for_run(
-        model.mlflow_run_id, tracking_uri=uri, decision_policy=policy
+        model.mlflow_run_id, name, tracking_uri=uri, decision_policy=policy
     )
     if existing is not None:
         return Registration(existing, False, ctx.interactive_mode, f"version {existing} exists")
@@ -216,6 +220,7 @@ def register_version(params: Params, ctx: RunContext, model: Validated) -> Regis
     version = registry.register(
         model.training["model_uri"],
         run_id=model.mlflow_run_id,
+        model_name=name,
         tags={
             "feature_sql_hash": catalog.sql_hash(),
             "data_snapshot_id": str(model.ingestion_summary.get("snapshot_id")),
@@ -255,8 +260,8 @@ def promote(
     params: Params, ctx: RunContext, model: Validated, registration: Registration
 ) -> Promotion:
     """Move ``champion`` to the version when allowed (never in an interactive run)."""
-    uri = ctx.tracking_uri
-    champion = registry.current_champion(tracking_uri=uri)
+    uri, name = ctx.tracking_uri, ctx.settings.model_name
+    champion = registry.current_champion(name, tracking_uri=uri)
     before = None if champion is None else str(champion.version)
     ledger = ctx.workspace.reports / registry.LEDGER_FILE
     version = registration.version
@@ -265,6 +270,7 @@ def promote(
     if params.auto_promote and before != version:
         record = registry.promote(
             version,
+            model_name=name,
             actor=params.actor or None,
             reason=params.reason or default_reason(model, version, ctx.run_id),
             gates=model.validation,
@@ -273,12 +279,15 @@ def promote(
             tracking_uri=uri,
         )
         return Promotion(True, record, before)
-    return Promotion(False, registry.latest_record(ledger, version), before)
+    return Promotion(False, registry.latest_record(ledger, version, name), before)
 
 
 def promotion_report(record: registry.PromotionRecord) -> dict[str, Any]:
     """``reports/registry_promotion.json``: the latest alias move and the champion's URI."""
-    return {**record.model_dump(mode="json"), "champion_uri": registry.champion_uri()}
+    return {
+        **record.model_dump(mode="json"),
+        "champion_uri": registry.champion_uri(record.model_name),
+    }
 
 
 def write_records(
@@ -302,7 +311,7 @@ def write_records(
         feature_sql_hash=catalog.sql_hash(),
         splits=split_files(workspace.splits),
         mlflow_run_id=model.mlflow_run_id,
-        model_name=registry.DEFAULT_MODEL_NAME,
+        model_name=ctx.settings.model_name,
         model_version=registration.version,
         pipeline_run_id=ctx.run_id,
         runs_dir=workspace.runs,
@@ -319,7 +328,7 @@ def write_records(
     )
     paths["lineage"] = write_json(out / lineage.LINEAGE_FILE, trace)
     context = model_card.card_context(
-        model_name=registry.DEFAULT_MODEL_NAME,
+        model_name=ctx.settings.model_name,
         version=registration.version,
         training=model.training,
         evaluation=model.evaluation,
@@ -362,6 +371,7 @@ def write_manifest(
         home=ctx.workspace.home,
         tracking_uri=ctx.tracking_uri,
         repository=ctx.project_root,
+        model_name=ctx.settings.model_name,
         image=image,
         tag=tag,
     )
@@ -372,10 +382,11 @@ def finish(
     ctx: RunContext, registration: Registration, promotion: Promotion, paths: dict[str, Path]
 ) -> Outcome:
     """The stage's outcome, with the champion as the registry has it now."""
-    after = registry.current_champion(tracking_uri=ctx.tracking_uri)
+    after = registry.current_champion(ctx.settings.model_name, tracking_uri=ctx.tracking_uri)
     record = promotion.record
     return Outcome(
         registration=registration,
+        model_name=ctx.settings.model_name,
         promoted=promotion.promoted,
         champion_version=None if after is None else str(after.version),
         previous_champion=promotion.before
@@ -412,6 +423,7 @@ def promote_by_hand(
     ctx.require_pipeline("promoting a version")
     record = registry.promote(
         version,
+        model_name=ctx.settings.model_name,
         actor=actor,
         reason=reason,
         ledger_path=ctx.workspace.reports / registry.LEDGER_FILE,
@@ -428,6 +440,7 @@ def rollback_by_hand(
     """``creditrisk rollback``: the champion before the current one, as the ledger tells it."""
     ctx.require_pipeline("rolling back the champion")
     record = registry.rollback(
+        model_name=ctx.settings.model_name,
         actor=actor,
         reason=reason,
         ledger_path=ctx.workspace.reports / registry.LEDGER_FILE,

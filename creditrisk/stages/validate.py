@@ -297,7 +297,7 @@ def canary(params: Params, ctx: RunContext, model: Candidate) -> Canary:
     if not test_split.exists():  # its artefact gate has failed already
         return Canary(None, None, [], {}, None, skipped=f"{test_split} does not exist")
     uri = ctx.tracking_uri
-    champion = registry.current_champion(tracking_uri=uri)
+    champion = registry.current_champion(ctx.settings.model_name, tracking_uri=uri)
     if champion is None:
         return Canary(None, None, [], {}, None, skipped="no champion yet: nothing to compare")
     version, run_id = str(champion.version), str(champion.run_id)
