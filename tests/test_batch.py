@@ -267,6 +267,25 @@ def test_input_without_applications_is_refused(
     assert not (tmp_path / "scores.parquet").exists()
 
 
+def test_a_corrupt_gzip_input_is_refused_naming_the_file(
+    raw_slice: Path, scorer: Scorer, tmp_path: Path
+) -> None:
+    """DuckDB does not check a gzip trailer: the scorer verifies it, or a changed digit is
+    scored as if it were the applicant's."""
+    import gzip
+
+    batch = tmp_path / "batch"
+    shutil.copytree(raw_slice, batch)
+    original = (batch / "application_test.csv").read_bytes()
+    packed = bytearray(gzip.compress(original, mtime=0))
+    packed[-8] ^= 0xFF  # the CRC-32 in the trailer
+    (batch / "application_test.csv").unlink()
+    (batch / "application_test.csv.gz").write_bytes(bytes(packed))
+    with pytest.raises(BatchError, match=r"application_test\.csv\.gz is corrupt: CRC check failed"):
+        score_batch(batch, tmp_path / "scores.parquet", scorer=scorer)
+    assert not (tmp_path / "scores.parquet").exists()
+
+
 def test_unknown_model_is_a_clear_error(champion: Champion) -> None:
     with pytest.raises(ScoringError, match="does not resolve"):
         Scorer.load("models:/CreditRiskPD@nobody", tracking_uri=champion.tracking_uri)

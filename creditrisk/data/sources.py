@@ -326,13 +326,23 @@ def stage(source_file: SourceFile, staging_dir: Path) -> tuple[Path, Checksums]:
 
 
 def fetch(source_file: SourceFile, staging_dir: Path) -> Path:
-    """A local path for the file: remote objects are downloaded, local files used in place."""
+    """A local path for the file: remote objects are downloaded, local files used in place.
+
+    A gzip file is verified to its end (every member's CRC-32 and length) before it is
+    handed out: DuckDB's reader does not check the trailer, so a damaged file would be read.
+
+    Raises:
+        SourceError: A gzip file is damaged; the message names the file and the cause.
+    """
     if not is_s3(source_file.uri):
-        return Path(source_file.uri)
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    local = staging_dir / source_file.name
-    with _open_stream(source_file) as stream, open(local, "wb") as out:
-        shutil.copyfileobj(stream, out, CHUNK_BYTES)
+        local = Path(source_file.uri)
+    else:
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        local = staging_dir / source_file.name
+        with _open_stream(source_file) as stream, open(local, "wb") as out:
+            shutil.copyfileobj(stream, out, CHUNK_BYTES)
+    if source_file.compression == "gzip":
+        verify_gzip(local, source_file.table)
     return local
 
 
