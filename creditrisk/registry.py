@@ -465,6 +465,28 @@ def champion_history(
     return history
 
 
+def unrecorded_champion(
+    ledger_path: Path | str, *, model_name: str = DEFAULT_MODEL_NAME, tracking_uri: str | None
+) -> str | None:
+    """Why the registry's champion is not the one the ledger ends with, or None if it is.
+
+    A promotion moves the alias, then appends its ledger line; a process killed between the
+    two (or someone moving the alias in the MLflow UI) leaves a champion no record explains.
+    Nothing is moved back here: that would be a change of production of its own. The message
+    says how to put it under the ledger again.
+    """
+    history = champion_history(read_ledger(ledger_path), model_name)
+    current = _aliases(registry_client(tracking_uri), model_name).get(CHAMPION)
+    if not history or history[-1] == current:
+        return None
+    return (
+        f"{model_name}: the registry's champion is version {current or 'none'} but the ledger "
+        f"{ledger_path} ends with version {history[-1]}: a promotion was stopped between the "
+        "alias move and its ledger line, or the alias was moved outside creditrisk; promote the "
+        f"intended version with `creditrisk promote --version N --reason …` to record it"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Alias moves
 # ---------------------------------------------------------------------------------------------

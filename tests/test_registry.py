@@ -372,6 +372,22 @@ def test_rollback_refuses_when_the_alias_moved_outside_the_ledger(store: Store) 
     assert aliases()["champion"] == "3"
 
 
+def test_a_champion_the_ledger_does_not_explain_is_named(store: Store) -> None:
+    """A promotion killed between the alias move and its ledger line is reported, not hidden."""
+    from mlflow import MlflowClient
+
+    from creditrisk.registry import unrecorded_champion
+
+    first, second = store.register(), store.register()
+    promote(first, reason="first", ledger_path=store.ledger)
+    assert unrecorded_champion(store.ledger, tracking_uri=store.uri) is None
+    MlflowClient().set_registered_model_alias("CreditRiskPD", "champion", second)
+    message = unrecorded_champion(store.ledger, tracking_uri=store.uri)
+    assert message is not None
+    assert "champion is version 2 but the ledger" in message and "ends with version 1" in message
+    assert aliases()["champion"] == "2"  # reported, not moved: that would be a change itself
+
+
 def test_a_move_the_ledger_cannot_record_is_undone(store: Store) -> None:
     first, second = store.register(), store.register()
     promote(first, reason="first", ledger_path=store.ledger)

@@ -69,7 +69,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from creditrisk import locking, tracking
+from creditrisk import locking, registry, tracking
 from creditrisk.governance.deviations import Deviation, FieldPolicy, parameter_deviations
 from creditrisk.io import write_text
 from creditrisk.pipeline import recovery
@@ -728,6 +728,16 @@ def _recover(workspace: Workspace, run_id: str, uri: str, echo: Echo) -> list[st
             return []
 
     notes = recovery.recover(workspace, run_id, end_mlflow_runs=end_mlflow_runs)
+    ledger = workspace.reports / registry.LEDGER_FILE
+    if ledger.exists():
+        try:
+            unrecorded = registry.unrecorded_champion(
+                ledger, model_name=Settings().model_name, tracking_uri=uri
+            )
+        except Exception as exc:  # an unreachable store is the stages' to report
+            unrecorded = f"could not compare the champion with the ledger: {exc}"
+        if unrecorded:
+            notes.append(f"WARNING {unrecorded}")
     for note in notes:
         echo(f"recovered: {note}")
     return notes
