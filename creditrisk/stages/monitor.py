@@ -94,7 +94,7 @@ class Params(StageParams):
     )
     labels: str = parameter(
         "",
-        "SK_ID_CURR,TARGET outcomes of the batch; empty: <current>/labels.csv if any",
+        "SK_ID_CURR,TARGET outcomes; empty: <current>/labels.csv, else the batch's TARGET column",
         policy="operational",
     )
     model_uri: str = parameter(
