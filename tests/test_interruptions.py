@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from filelock import FileLock, Timeout
+from locks import assert_locks_free
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from creditrisk import locking
@@ -116,17 +117,6 @@ def beating(home: Path) -> int:
     """The kernel's pid, once it has started writing heartbeats."""
     wait_for(lambda: (home / "reports/heartbeat.txt").exists(), 120, "the kernel's first heartbeat")
     return int((home / "reports/kernel.pid").read_text())
-
-
-def assert_locks_free(home: Path) -> None:
-    workspace = Workspace(home)
-    for path in (workspace.lock_file, locking.writer_lock_file(workspace)):
-        lock = FileLock(path)
-        try:
-            lock.acquire(blocking=False)
-        except Timeout:
-            pytest.fail(f"{path.name} is still held")
-        lock.release()
 
 
 def record(home: Path, run_id: str) -> RunRecord:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from filelock import FileLock, Timeout
+from locks import assert_locks_free
 
-from creditrisk import locking, registry, tracking
+from creditrisk import registry, tracking
 from creditrisk.pipeline.records import RunRecord
-from creditrisk.settings import PROJECT_ROOT, Workspace
+from creditrisk.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -111,14 +111,7 @@ def assert_settled(home: Path) -> dict[str, Any]:
     first = production(home)
     time.sleep(1.5)
     assert production(home) == first, "something still writes after the kill"
-    workspace = Workspace(home)
-    for path in (workspace.lock_file, locking.writer_lock_file(workspace)):
-        lock = FileLock(path)
-        try:
-            lock.acquire(blocking=False)
-        except Timeout:
-            pytest.fail(f"{path.name} is still held after the kill")
-        lock.release()
+    assert_locks_free(home)
     uri = tracking.sqlite_uri(home / "mlflow.db")
     ledger_file = home / "reports" / registry.LEDGER_FILE
     lines = ledger_file.read_text().splitlines()

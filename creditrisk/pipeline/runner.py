@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import JsonValue
 
@@ -826,11 +826,7 @@ def _record_failure(
     context: _Context, stage_record: StageRecord, exc: BaseException, label: str
 ) -> ErrorInfo:
     error = _error_info(exc)
-    stage_record.status = "failed"
-    stage_record.duration_s = _elapsed(stage_record)
-    stage_record.error = error
-    context.record.status = "failed"
-    context.save_record()
+    _close_stage(context, stage_record, "failed", error)
     where = stage_record.html or "no notebook rendered"
     context.echo(f"{label} FAILED after {stage_record.duration_s:.1f} s → {where}")
     return error
@@ -840,16 +836,27 @@ def _record_interruption(
     context: _Context, stage_record: StageRecord, exc: RunInterrupted, label: str
 ) -> None:
     cause = str(exc)
-    stage_record.status = "interrupted"
-    stage_record.duration_s = _elapsed(stage_record)
-    stage_record.error = ErrorInfo(type="Interrupted", message=f"{cause}; the kernel was stopped")
-    context.record.status = "interrupted"
     context.record.interruption = Interruption(
         cause=cause, noticed=utc_now(), noticed_by=context.record.run_id
     )
-    context.save_record()
+    error = ErrorInfo(type="Interrupted", message=f"{cause}; the kernel was stopped")
+    _close_stage(context, stage_record, "interrupted", error)
     where = stage_record.html or "no notebook rendered"
     context.echo(f"{label} INTERRUPTED ({cause}) after {stage_record.duration_s:.1f} s → {where}")
+
+
+def _close_stage(
+    context: _Context,
+    stage_record: StageRecord,
+    status: Literal["failed", "interrupted"],
+    error: ErrorInfo,
+) -> None:
+    """A stage that did not succeed ends the run with its status, and the record is saved."""
+    stage_record.status = status
+    stage_record.duration_s = _elapsed(stage_record)
+    stage_record.error = error
+    context.record.status = status
+    context.save_record()
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:

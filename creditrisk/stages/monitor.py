@@ -94,7 +94,7 @@ class Params(StageParams):
     )
     labels: str = parameter(
         "",
-        "SK_ID_CURR,TARGET outcomes; empty: <current>/labels.csv, else the batch's TARGET column",
+        "SK_ID_CURR,TARGET outcomes; empty: <current>/labels.csv, else its TARGET",
         policy="operational",
     )
     model_uri: str = parameter(
