@@ -87,43 +87,41 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Seconds a client should wait before retrying when the feature process is being replaced.
 RETRY_AFTER_SECONDS = 5
 
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _answer(status: int, model: type, description: str, **extra: Any) -> Responses:
+    """One error answer of the OpenAPI document: ``{status: {model, description, ...}}``."""
+    return {status: {"model": model, "description": description, **extra}}
+
+
 # The error answers of the OpenAPI document, by status.
-_NOT_JSON: dict[int | str, dict[str, Any]] = {
-    400: {"model": ValidationErrors, "description": "The body is not JSON"}
-}
-_INVALID: dict[int | str, dict[str, Any]] = {
-    422: {
-        "model": ValidationErrors,
-        "description": "The request breaks the contract: a field's type or value, or the "
-        "linking rule of the request's rows",
-    }
-}
-_TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {
-        "model": ErrorMessage,
-        "description": "The body is larger than MAX_BODY_BYTES, or holds more applications "
-        "than MAX_APPLICATIONS",
-    }
-}
-_NO_MODEL: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorMessage, "description": "No model in service"}
-}
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {
-        "model": ErrorMessage,
-        "description": "No model in service, or the feature process died and no new one "
-        "started; retry after the Retry-After header's seconds",
-        "headers": {
-            "Retry-After": {
-                "description": "seconds to wait before retrying (with a feature-process failure)",
-                "schema": {"type": "integer"},
-            }
-        },
-    }
-}
-_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorMessage, "description": "No or a wrong X-API-Key"}
-}
+_NOT_JSON = _answer(400, ValidationErrors, "The body is not JSON")
+_INVALID = _answer(
+    422,
+    ValidationErrors,
+    "The request breaks the contract: a field's type or value, or the linking rule of the "
+    "request's rows",
+)
+_TOO_LARGE = _answer(
+    413,
+    ErrorMessage,
+    "The body is larger than MAX_BODY_BYTES, or holds more applications than MAX_APPLICATIONS",
+)
+_NO_MODEL = _answer(503, ErrorMessage, "No model in service")
+_UNAVAILABLE = _answer(
+    503,
+    ErrorMessage,
+    "No model in service, or the feature process died and no new one started; retry after "
+    "the Retry-After header's seconds",
+    headers={
+        "Retry-After": {
+            "description": "seconds to wait before retrying (with a feature-process failure)",
+            "schema": {"type": "integer"},
+        }
+    },
+)
+_UNAUTHORIZED = _answer(401, ErrorMessage, "No or a wrong X-API-Key")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import real_runs
 from filelock import FileLock, Timeout
-from locks import assert_locks_free
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from real_runs import assert_locks_free
 
 from creditrisk import locking
 from creditrisk.pipeline.records import RunRecord
@@ -70,27 +71,10 @@ def project(tmp_path: Path, kernel: str) -> Path:
 
 
 def start_run(project: Path, home: Path, run_id: str, *params: str) -> subprocess.Popen[str]:
-    """``creditrisk run`` in its own process group, as a shell would start it."""
+    """``creditrisk run`` of the test pipeline in its own process group."""
     flags = [arg for param in params for arg in ("-p", param)]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "creditrisk.cli",
-            "run",
-            "--config",
-            str(project / "pipeline.yaml"),
-            "--run-id",
-            run_id,
-            "--force",
-            *flags,
-        ],
-        env={**os.environ, "CREDITRISK_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    config = str(project / "pipeline.yaml")
+    return real_runs.start_run(home, "--config", config, "--run-id", run_id, "--force", *flags)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

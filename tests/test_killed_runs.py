@@ -14,14 +14,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from locks import assert_locks_free
+from real_runs import TINY_POLICY, assert_locks_free, start_run
 
 from creditrisk import registry, tracking
 from creditrisk.pipeline.records import RunRecord
@@ -29,41 +28,21 @@ from creditrisk.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
-#: As test_e2e's tiny runs: leaves and gates small enough for 2,000 applicants.
-TINY_POLICY = [
-    "features.threads=1",
-    "train.min_child_weight=5",
-    "validate.min_auc=0.6",
-    "validate.min_ks=0.15",
-    "validate.max_ece=0.05",
-    "validate.max_train_test_auc_gap=0.3",
-]
-
 
 def creditrisk_run(home: Path, run_id: str, *args: str) -> subprocess.Popen[str]:
-    """``creditrisk run`` as a shell starts it: its own process group."""
+    """``creditrisk run`` of the tiny pipeline to register, in its own process group."""
     flags = [arg for param in TINY_POLICY for arg in ("-p", param)]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "creditrisk.cli",
-            "run",
-            "--size",
-            "tiny",
-            "--run-id",
-            run_id,
-            "--to",
-            "register",
-            *flags,
-            *args,
-        ],
-        env={**os.environ, "CREDITRISK_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+    return start_run(
+        home,
+        "--size",
+        "tiny",
+        "--run-id",
+        run_id,
+        "--to",
+        "register",
+        *flags,
+        *args,
         cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
 
 

@@ -254,6 +254,21 @@ def assert_own_registry(client: MlflowClient, home: Path, model_name: str, run_i
 # ---------------------------------------------------------------------------------------------
 
 
+def register_again(home: Path, run_id: str, server: str, model_name: str | None) -> None:
+    """Register the workspace's trained model once more, as a retrain would (its own gates)."""
+    validation = json.loads((home / "reports" / "validation.json").read_text())
+    registry.register(
+        stage_results(home, "train")["model_uri"],
+        run_id=run_id,
+        **({} if model_name is None else {"model_name": model_name}),
+        gates=validation,
+        reason="a retrain, for the promotion test",
+        ledger_path=home / "reports" / registry.LEDGER_FILE,
+        tracking_uri=server,
+        decision_policy=validation["decision_policy"],
+    )
+
+
 def test_the_model_name_setting_names_the_champion_served(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -338,31 +353,11 @@ def test_two_workspaces_share_a_tracking_server_with_s3_artefacts(
 
     # 2. A second and third version of A (as retrains would register them), and one of B:
     # registering in B moves none of A's aliases.
-    validation_a = json.loads((home_a / "reports" / "validation.json").read_text())
-    model_uri_a = stage_results(home_a, "train")["model_uri"]
     for _ in range(2):
-        registry.register(
-            model_uri_a,
-            run_id=run_id_a,
-            model_name=MODEL_A,
-            gates=validation_a,
-            reason="a retrain, for the promotion test",
-            ledger_path=home_a / "reports" / registry.LEDGER_FILE,
-            tracking_uri=server,
-            decision_policy=validation_a["decision_policy"],
-        )
+        register_again(home_a, run_id_a, server, MODEL_A)
     before_b = aliases(client, MODEL_A)
     assert before_b == {"champion": "1", "challenger": "3"}
-    validation_b = json.loads((home_b / "reports" / "validation.json").read_text())
-    registry.register(
-        stage_results(home_b, "train")["model_uri"],
-        run_id=run_id_b,
-        gates=validation_b,
-        reason="a retrain in B",
-        ledger_path=home_b / "reports" / registry.LEDGER_FILE,
-        tracking_uri=server,
-        decision_policy=validation_b["decision_policy"],
-    )
+    register_again(home_b, run_id_b, server, None)
     assert aliases(client, MODEL_A) == before_b
     assert aliases(client, MODEL_B) == {"champion": "1", "challenger": "2"}
 
