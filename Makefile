@@ -13,6 +13,8 @@ SIZE    ?= small
 DATA    ?=
 RUN_ID  ?=
 FORCE   ?=
+FROM    ?=
+TO      ?=
 PARAMS  ?=
 INPUT   ?= data/raw
 OUTPUT  ?= reports/scores.parquet
@@ -31,12 +33,12 @@ URL     ?= http://127.0.0.1:8000
 VERSION ?=
 REASON  ?=
 
-RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force) $(foreach p,$(PARAMS),-p '$(p)')
+RUN_FLAGS = --size $(SIZE) $(if $(DATA),--data '$(DATA)') $(if $(RUN_ID),--run-id $(RUN_ID)) $(if $(FORCE),--force) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) $(foreach p,$(PARAMS),-p '$(p)')
 
-.PHONY: help install lock pipeline score serve monitor freshness data lab mlflow-ui lint format test test-unit test-notebooks test-e2e bench manifest image smoke promote rollback clean
+.PHONY: help install install-spark lock pipeline score serve monitor freshness data lab mlflow-ui lint format test test-unit test-spark test-notebooks test-e2e bench manifest image smoke promote rollback clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1] [PARAMS=\"stage.name=value …\"]\n\n"} \
+	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target> [ENGINE=duckdb|spark] [SIZE=tiny|small|full|N] [DATA=dir|s3://bucket/prefix] [RUN_ID=id] [FORCE=1] [FROM=stage] [TO=stage] [PARAMS=\"stage.name=value …\"]\n\n"} \
 	/^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The venv holds exactly requirements-dev.lock (hash-checked, installed by uv) and the project,
@@ -57,6 +59,22 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 install: $(STAMP) ## Create .venv with the package, dev tools and the Jupyter kernel
 
+# The Spark engine's extra (pyspark, its Connect client): installed on top of the synced venv
+# from its own hashed lock, which pins everything else as requirements-dev.lock does. A re-sync
+# of the venv (a newer $(STAMP)) removes it, and the next ENGINE=spark target puts it back.
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(BIN)/uv pip install --quiet --require-hashes --python $(BIN)/python -r requirements-spark.lock
+	$(BIN)/uv pip check --quiet --python $(BIN)/python
+	@touch $@
+
+install-spark: $(SPARK_STAMP) ## Add the Spark engine (pyspark) to .venv; ENGINE=spark targets do it themselves
+
+# What a target needs: the venv, plus the Spark extra when it runs with ENGINE=spark.
+ENGINE ?=
+NEEDS = $(STAMP) $(if $(filter spark,$(ENGINE)),$(SPARK_STAMP))
+ENGINE_FLAG = $(if $(ENGINE),--engine $(ENGINE))
+
 # One resolution for Linux, macOS and Windows on Python 3.11 (--universal; --fork-strategy fewest
 # keeps one version of each package rather than newer ones for Python 3.12), from PyPI alone.
 # uv keeps a lock's pins while they still satisfy pyproject.toml; UPGRADE=1 takes the newest.
@@ -70,9 +88,10 @@ lock: ## Re-resolve both lock files from pyproject.toml with uv (UPGRADE=1: newe
 	@test -x $(BIN)/uv || $(UV_FROM_LOCK)
 	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml -o requirements.lock
 	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra dev -c requirements.lock -o requirements-dev.lock
+	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml --extra dev --extra spark -c requirements-dev.lock -o requirements-spark.lock
 
-pipeline: $(STAMP) ## Run the notebook pipeline end to end into runs/<run_id>/
-	$(BIN)/creditrisk run $(RUN_FLAGS)
+pipeline: $(NEEDS) ## Run the notebook pipeline end to end into runs/<run_id>/
+	$(BIN)/creditrisk run $(RUN_FLAGS) $(ENGINE_FLAG)
 
 score: $(STAMP) ## Batch-score raw tables with the champion (INPUT=dir|s3://… OUTPUT=file.parquet|.csv [MODEL_URI=])
 	$(BIN)/creditrisk score --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL_URI),--model-uri '$(MODEL_URI)')
@@ -101,10 +120,13 @@ lint: $(STAMP) ## ruff lint + format check, mypy on the library
 format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-test: lint test-unit test-notebooks test-e2e ## Lint, unit tests, notebooks (nbmake), end-to-end pipeline
+test: lint test-unit test-spark test-notebooks test-e2e ## Lint, unit tests, Spark engine, notebooks (nbmake), end-to-end pipeline
 
 test-unit: $(STAMP) ## Unit, data, runner and S3 tests
-	$(BIN)/pytest -m "not e2e" -n 2 --dist loadgroup
+	$(BIN)/pytest -m "not e2e and not spark" -n 2 --dist loadgroup
+
+test-spark: $(SPARK_STAMP) ## The Spark engine against DuckDB (one local Spark session; installs the spark extra)
+	$(BIN)/pytest -m spark -p no:xdist
 
 # As an analyst opens them: a pipeline run builds a workspace with a champion, then every
 # notebook runs top to bottom with its defaults, interactively. Interactive runs write only to

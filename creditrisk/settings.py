@@ -11,12 +11,15 @@ section             environment                what
 ==================  =========================  ============================================
 (top level)         ``CREDITRISK_*``           workspace, synthetic size and seed, kernel,
                                                the pipeline run id (set by the runner), the
-                                               registered model's name (``MODEL_NAME``)
+                                               registered model's name (``MODEL_NAME``),
+                                               the feature engine (``ENGINE``)
 ``mlflow``          ``MLFLOW_TRACKING_URI``    a tracking server instead of the workspace's
                                                ``mlflow.db`` (the registry lives in it)
 ``serving``         ``CREDITRISK_*``           the REST service (``API_KEY``, ``MODEL_URI``,
                                                ``MAX_APPLICATIONS``, ``MAX_BATCH``, …)
 ``cloudwatch``      ``CREDITRISK_CLOUDWATCH_*``  publishing the monitor's metrics
+``spark``           ``CREDITRISK_SPARK_*``,    the Spark engine's session (``ENGINE=spark``):
+                    ``SPARK_REMOTE``           master, Spark Connect server, options
 ==================  =========================  ============================================
 """
 
@@ -134,6 +137,51 @@ class ServingSettings(BaseSettings):
     reasons: int = Field(default=4, ge=0, description="adverse reason codes per applicant")
 
 
+EngineName = Literal["duckdb", "spark"]
+
+
+class SparkSettings(BaseSettings):
+    """The Spark session of the Spark engine (``CREDITRISK_ENGINE=spark``), from
+    ``CREDITRISK_SPARK_*`` and Spark's own ``SPARK_REMOTE``.
+
+    ``CREDITRISK_SPARK_OPTIONS`` is JSON, e.g. ``{"spark.driver.memory": "8g"}``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CREDITRISK_SPARK_", extra="ignore")
+
+    master: str = Field(
+        default="local[*]",
+        description="master URL: local[N], spark://host:7077, yarn, k8s://…; unused with remote",
+    )
+    remote: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SPARK_REMOTE", "remote"),
+        description="a Spark Connect server, sc://host:15002; wins over master",
+    )
+    app_name: str = Field(default="creditrisk", description="the Spark application's name")
+    java_home: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JAVA_HOME", "java_home"),
+        description="the Java 17 a local session starts; default the java on PATH",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict, description="extra spark.* options for the session (name → value)"
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _options_are_spark_options(cls, options: dict[str, str]) -> dict[str, str]:
+        wrong = sorted(name for name in options if not name.startswith("spark."))
+        if wrong:
+            raise ValueError(f"Spark options must be named spark.*: {wrong}")
+        return options
+
+    @property
+    def target(self) -> str:
+        """Where the session runs: the Connect server when set, else the master."""
+        return self.remote or self.master
+
+
 class CloudWatchSettings(BaseSettings):
     """Where and how to publish the monitor's metrics, from ``CREDITRISK_CLOUDWATCH_*``.
 
@@ -193,6 +241,11 @@ class Settings(BaseSettings):
         description="the registered model this workspace registers, promotes and serves; one "
         "per workspace when several share a tracking server (their aliases would collide)",
     )
+    engine: EngineName = Field(
+        default="duckdb",
+        description="feature engine: duckdb (embedded, one machine) or spark (see spark)",
+    )
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     cloudwatch: CloudWatchSettings = Field(default_factory=CloudWatchSettings)

@@ -97,3 +97,21 @@ def kernel() -> str:
             f"ipykernel install --sys-prefix --name {KERNEL} --display-name {KERNEL}`"
         )
     return KERNEL
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Spark session for every test marked ``spark`` (it takes 20–30 s to start).
+
+    Two cores, few shuffle partitions (the test data are small), no web UI.
+    """
+    from creditrisk.settings import SparkSettings
+    from creditrisk.spark.session import get_session
+
+    settings = SparkSettings(
+        master="local[2]",
+        options={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"},
+    )
+    session = get_session(settings)
+    yield session
+    session.stop()

@@ -27,6 +27,7 @@ GROUND = {"creditrisk.settings", "creditrisk.provenance", "creditrisk.io", "cred
 DOMAIN_PACKAGES = (
     "creditrisk.data",
     "creditrisk.features",
+    "creditrisk.spark",
     "creditrisk.modeling",
     "creditrisk.scoring",
     "creditrisk.monitoring",

@@ -227,11 +227,14 @@ def test_make_pipeline_on_real_format_directory(tmp_path: Path, tiny_raw: Path) 
     workspace = tmp_path / "ws"
     workspace.mkdir()
 
-    result = make(workspace, "pipeline", f"DATA={lender}", f"PARAMS={TINY_POLICY}")
+    # Up to the feature store: what follows reads only the store, as on generated data.
+    result = make(workspace, "pipeline", f"DATA={lender}", "TO=features", f"PARAMS={TINY_POLICY}")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (workspace / "data" / "raw").exists()
     _, record = latest_run(workspace)
+    assert [s["name"] for s in record["stages"]] == ["ingest", "features"]
+    assert record["stages"][1]["results"]["rows"] == 2000 + 317
     ingest_stage = record["stages"][0]
     assert ingest_stage["parameters"]["source"] == str(lender)
     assert ingest_stage["results"]["missing_tables"] == ["credit_card_balance"]

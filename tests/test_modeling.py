@@ -424,6 +424,8 @@ def test_run_records_params_metrics_and_lineage(
     assert tags["mode"] == "pipeline"
     assert tags["synthetic_data"] == "true"
     assert tags["feature_sql_hash"] == catalog.sql_hash()
+    assert tags["feature_engine"] == "duckdb"  # the store DuckDB wrote carries no engine metadata
+    assert "feature_spark_version" not in tags
     assert tags["data_snapshot_id"] == summary["snapshot_id"]
     assert tags["data_sha256.bureau"] == summary["tables"]["bureau"]["sha256"]
     assert tags["split_sha256.test"] == logged_run.splits_info["test"]["sha256"]

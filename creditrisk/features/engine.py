@@ -53,6 +53,10 @@ FEATURE_STORE_VIEW = "feature_store"
 #: Name of the applicants relation the SQL reads: application_train UNION ALL application_test.
 APPLICATION_VIEW = "application"
 
+#: Parquet key-value metadata of a store another engine wrote: ``creditrisk.engine`` = ``spark``,
+#: ``creditrisk.spark_version``, ``creditrisk.spark_master``. DuckDB's store carries none.
+ENGINE_METADATA_PREFIX = "creditrisk."
+
 
 @dataclass(frozen=True)
 class FeatureStoreSummary:
@@ -84,6 +88,34 @@ class FeatureStoreSummary:
         out["output"] = str(self.output)
         out["columns"] = list(self.columns)
         return out
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Which engine computed something, as records and MLflow runs name it.
+
+    Attributes:
+        engine: ``duckdb`` or ``spark``.
+        version: The engine's version (DuckDB's or Spark's).
+        master: Where Spark ran (``local[2]``, ``spark://…``, ``sc://…``); None for DuckDB.
+    """
+
+    engine: str
+    version: str
+    master: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"engine": "spark", "spark_version": "4.3.0", "spark_master": "local[*]"}``, or
+        ``{"engine": "duckdb", "duckdb_version": "1.4.2"}``."""
+        out: dict[str, Any] = {"engine": self.engine, f"{self.engine}_version": self.version}
+        if self.master is not None:
+            out[f"{self.engine}_master"] = self.master
+        return out
+
+
+def duckdb_info() -> EngineInfo:
+    """This process's DuckDB, as a record names it."""
+    return EngineInfo("duckdb", duckdb.__version__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +197,7 @@ def _conform(
     return relation.select(*expressions)
 
 
-def _applicant_columns(stem: str) -> tuple[tuple[ColumnSpec, ...], frozenset[str]]:
+def applicant_columns(stem: str) -> tuple[tuple[ColumnSpec, ...], frozenset[str]]:
     """Canonical columns for applicants of one source, and the source columns to ignore.
 
     Applicants of every source take the application_train columns so they can be stacked into
@@ -176,7 +208,7 @@ def _applicant_columns(stem: str) -> tuple[tuple[ColumnSpec, ...], frozenset[str
     return tables()["application_train"].columns, ignore
 
 
-def _history_specs() -> dict[str, TableSpec]:
+def history_specs() -> dict[str, TableSpec]:
     """The six history tables by the relation name the SQL reads (``pos_cash_balance``, …)."""
     return {spec.view: spec for spec in tables().values() if spec.name not in APPLICATION_TABLES}
 
@@ -206,7 +238,7 @@ def bind_parquet_sources(
             else connection.from_arrow(empty_table(spec.columns))
         )
         if stem in APPLICATION_TABLES:
-            relations[stem] = _conform(raw, *_applicant_columns(stem))
+            relations[stem] = _conform(raw, *applicant_columns(stem))
         else:
             relations[spec.view] = _conform(raw, spec.columns)
     train, test = (relations.pop(stem) for stem in ("application_train", "application_test"))
@@ -238,7 +270,7 @@ def _relation_of(name: str) -> str:
     """Map a caller's table key (Kaggle stem or relation name) to where its rows go."""
     if name in (*APPLICATION_TABLES, APPLICATION_VIEW):
         return name
-    for view, spec in _history_specs().items():
+    for view, spec in history_specs().items():
         if name in (view, spec.name):
             return view
     raise ValueError(f"unknown table {name!r}; expected one of {[APPLICATION_VIEW, *tables()]}")
@@ -303,8 +335,7 @@ def gather_inputs(
         ids=ids,
         applicants=tuple((stem, table) for stem, _, table in applicants),
         histories={
-            view: tuple(table for _, table in by_relation.get(view, []))
-            for view in _history_specs()
+            view: tuple(table for _, table in by_relation.get(view, [])) for view in history_specs()
         },
     )
 
@@ -328,15 +359,15 @@ def bind_memory_sources(
     """
     # Check the keys before binding anything: a rejected request leaves no half-bound state.
     inputs = gather_inputs(tables_by_name)
-    columns, _ = _applicant_columns(APPLICATION_VIEW)
+    columns, _ = applicant_columns(APPLICATION_VIEW)
     applicants = connection.from_arrow(empty_table(columns))
     for stem, table in inputs.applicants:
         applicants = applicants.union(
-            _conform(connection.from_arrow(table), *_applicant_columns(stem))
+            _conform(connection.from_arrow(table), *applicant_columns(stem))
         )
     connection.register(APPLICATION_VIEW, applicants)
 
-    for view, spec in _history_specs().items():
+    for view, spec in history_specs().items():
         relation = connection.from_arrow(empty_table(spec.columns))
         for table in inputs.histories[view]:
             relation = relation.union(_conform(connection.from_arrow(table), spec.columns))
@@ -349,8 +380,13 @@ def bind_memory_sources(
 
 
 def _check_columns(relation: duckdb.DuckDBPyRelation) -> None:
-    """Fail loudly when the SQL does not emit exactly the catalog's columns and types."""
-    emitted = list(zip(relation.columns, (str(t) for t in relation.types), strict=True))
+    types = (str(t) for t in relation.types)
+    check_feature_columns(list(zip(relation.columns, types, strict=True)))
+
+
+def check_feature_columns(emitted: list[tuple[str, str]]) -> None:
+    """Fail loudly unless the SQL emits exactly the catalog's columns and (DuckDB) types, in
+    order: ``emitted`` is the query's ``(name, type)`` pairs, as another engine maps them too."""
     declared = [(c.name, c.dtype) for c in COLUMNS]
     if emitted != declared:
         raise RuntimeError(
@@ -489,3 +525,17 @@ def in_input_order(result: pa.Table, ids: pa.Array) -> pa.Table:
     """
     positions = pc.index_in(ids, value_set=result.column(ID_COLUMN))
     return result.take(positions).cast(output_schema())
+
+
+def store_engine(path: Path | str) -> dict[str, str]:
+    """Which engine wrote a feature store: ``{"engine": "spark", "spark_version": …, …}`` from
+    the file's metadata, or ``{"engine": "duckdb"}`` for a store DuckDB wrote."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    found = {
+        key.decode().removeprefix(ENGINE_METADATA_PREFIX): value.decode()
+        for key, value in metadata.items()
+        if key.decode().startswith(ENGINE_METADATA_PREFIX)
+    }
+    return found or {"engine": "duckdb"}

@@ -40,11 +40,11 @@ from creditrisk.data.tables import ColumnSpec, arrow_schema
 from creditrisk.features.engine import (
     APPLICATION_VIEW,
     MemoryInputs,
-    _applicant_columns,
     _conform,
-    _history_specs,
+    applicant_columns,
     feature_query,
     gather_inputs,
+    history_specs,
     in_input_order,
     output_schema,
 )
@@ -59,10 +59,10 @@ _BUREAU_KEY = "SK_ID_BUREAU"
 @cache
 def _inputs() -> tuple[tuple[str, tuple[ColumnSpec, ...]], ...]:
     """The seven input relations in parameter order ($1 … $7) with their canonical columns."""
-    applicant_columns, _ = _applicant_columns(APPLICATION_VIEW)
+    applicants, _ = applicant_columns(APPLICATION_VIEW)
     return (
-        (APPLICATION_VIEW, applicant_columns),
-        *((view, spec.columns) for view, spec in _history_specs().items()),
+        (APPLICATION_VIEW, applicants),
+        *((view, spec.columns) for view, spec in history_specs().items()),
     )
 
 
@@ -376,7 +376,7 @@ class OnlineFeatures:
         casts as :func:`compute_features`.
         """
         if source in (APPLICATION_VIEW, "application_train", "application_test"):
-            columns, ignore = _applicant_columns(source)
+            columns, ignore = applicant_columns(source)
             target = self._targets[APPLICATION_VIEW]
         else:
             columns, ignore = dict(_inputs())[source], frozenset()

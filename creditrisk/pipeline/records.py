@@ -101,6 +101,13 @@ class StageRecord(BaseModel):
     error: ErrorInfo | None = None
 
 
+class SparkRecord(BaseModel):
+    """Which Spark a stage computed on: its version and where it ran."""
+
+    version: str
+    master: str
+
+
 class RunRecord(BaseModel):
     """One pipeline run: ``runs/<run_id>/run.json``."""
 
@@ -122,6 +129,12 @@ class RunRecord(BaseModel):
     kernel: str
     force: bool = False
     overrides: dict[str, JsonValue] = Field(default_factory=dict)
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="the feature engine the run's stages were given"
+    )
+    spark: SparkRecord | None = Field(
+        default=None, description="the Spark a stage of this run computed on (or reused)"
+    )
     stages: list[StageRecord] = Field(default_factory=list)
     interruption: Interruption | None = Field(
         default=None, description="set when the run was stopped before it finished"

@@ -91,6 +91,7 @@ from creditrisk.pipeline.records import (
     Interruption,
     PipelineState,
     RunRecord,
+    SparkRecord,
     StageRecord,
     StageState,
     new_run_id,
@@ -528,6 +529,7 @@ def _run_stage(
     previous = _reusable(context, stage, stage_record)
     if previous is not None:
         _reuse(context, stage_record, previous)
+        _note_engine(context.record, stage_record)
         stage_record.status = "skipped"
         stage_record.duration_s = _elapsed(stage_record)
         context.save_record()
@@ -544,11 +546,32 @@ def _run_stage(
     missing = [key for key, found in stage_record.outputs.items() if found.kind == "missing"]
     if missing:
         raise OutputsMissing(f"the stage did not write its declared outputs: {', '.join(missing)}")
+    _note_engine(context.record, stage_record)
     stage_record.status = "succeeded"
     stage_record.duration_s = _elapsed(stage_record)
     _remember_success(context, stage, stage_record, inputs)
     context.save_record()
     context.echo(f"{label} ok in {stage_record.duration_s:.1f} s → {stage_record.html}")
+
+
+def _note_engine(record: RunRecord, stage_record: StageRecord) -> None:
+    """Keep, at the run's level, the Spark a stage reports having computed on."""
+    results = stage_record.results or {}
+    if results.get("engine") == "spark":
+        record.spark = SparkRecord(
+            version=str(results.get("spark_version")), master=str(results.get("spark_master"))
+        )
+
+
+def _run_engine(
+    parameters: Mapping[str, dict[str, JsonValue]], overrides: Mapping[str, object]
+) -> str:
+    """The feature engine a run gives its stages: the ``engine`` parameter of the stages that
+    declare one (the override, or their default), ``duckdb`` when none is selected."""
+    engines = {str(p["engine"]) for p in parameters.values() if "engine" in p}
+    if len(engines) == 1:
+        return engines.pop()
+    return str(overrides.get("engine", "duckdb"))
 
 
 def _deviations(
@@ -922,6 +945,7 @@ def _start_record(
         kernel=kernel_name or config.kernel,
         force=force,
         overrides={key: _json_override(key, value) for key, value in overrides.items()},
+        engine=_run_engine(parameters, overrides),
         lock=lock_info(config.project_root),
         stages=[
             StageRecord(

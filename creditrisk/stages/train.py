@@ -24,6 +24,7 @@ import pandas as pd
 
 from creditrisk import tracking
 from creditrisk.features import catalog
+from creditrisk.features.engine import store_engine
 from creditrisk.governance.deviations import as_records, synthetic_data
 from creditrisk.io import read_json, write_json
 from creditrisk.modeling.model import CalibrationMethod, TrainedModel, TrainParams
@@ -183,8 +184,9 @@ def lineage_tags(ctx: RunContext, split_files: Mapping[str, Mapping[str, Any]]) 
         ``git_commit``/``git_dirty`` (when in git), ``lock_sha256``/``lock_matches`` (the
         locked environment), ``pipeline_run_id`` and ``mode``, ``data_snapshot_id``,
         ``data_sha256.<table>`` and ``synthetic_data`` (from the ingestion summary),
-        ``feature_sql_hash``, ``feature_store_sha256`` and ``split_sha256.<split>`` /
-        ``split_rows.<split>``. Absent sources are left out.
+        ``feature_sql_hash``, ``feature_store_sha256``, ``feature_engine`` (``duckdb`` or
+        ``spark``, with ``feature_spark_version`` and ``feature_spark_master``) and
+        ``split_sha256.<split>`` / ``split_rows.<split>``. Absent sources are left out.
     """
     tags: dict[str, str] = {"feature_sql_hash": catalog.sql_hash(), "mode": ctx.mode}
     git = git_info(ctx.project_root)
@@ -206,6 +208,9 @@ def lineage_tags(ctx: RunContext, split_files: Mapping[str, Mapping[str, Any]]) 
             tags[f"data_sha256.{table}"] = str(entry.get("sha256") or "absent")
     if ctx.workspace.feature_store.exists():
         tags["feature_store_sha256"] = file_sha256(ctx.workspace.feature_store)
+        # Which engine computed the features (Spark: its version and master).
+        for key, value in store_engine(ctx.workspace.feature_store).items():
+            tags[f"feature_{key}"] = value
     for name, entry in split_files.items():
         tags[f"split_sha256.{name}"] = str(entry.get("sha256"))
         tags[f"split_rows.{name}"] = str(entry.get("rows"))
