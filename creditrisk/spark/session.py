@@ -66,10 +66,13 @@ def _builder(settings: SparkSettings) -> Any:
         raise SparkUnavailable(INSTALL_HINT) from exc
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.remote:
+        # The Connect server's JVM is started and configured by its operator.
         builder = builder.remote(settings.remote)
+        defaults: dict[str, str] = {}
     else:
         builder = builder.master(settings.master)
-    for name, value in {**DEFAULT_OPTIONS, **settings.options, **REQUIRED_OPTIONS}.items():
+        defaults = DEFAULT_OPTIONS
+    for name, value in {**defaults, **settings.options, **REQUIRED_OPTIONS}.items():
         builder = builder.config(name, value)
     return builder
 
