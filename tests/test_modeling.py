@@ -41,7 +41,13 @@ from creditrisk.features import catalog
 from creditrisk.features.catalog import ID_COLUMN, TARGET_COLUMN
 from creditrisk.io import read_json
 from creditrisk.modeling.model import BIAS_COLUMN, Calibrator, TrainedModel, TrainParams
-from creditrisk.modeling.split import Splits, check_disjoint, load_splits, split_applicants
+from creditrisk.modeling.split import (
+    Splits,
+    check_disjoint,
+    load_splits,
+    split_applicants,
+    split_store,
+)
 from creditrisk.modeling.train import carve_folds, fit_calibrator, train_model
 from creditrisk.settings import Settings, Workspace
 
@@ -103,6 +109,53 @@ def test_saved_splits_round_trip_with_their_hashes(logged_run: LoggedRun, splits
     loaded = load_splits(logged_run.workspace.splits)
     pd.testing.assert_frame_equal(loaded.train, splits.train)
     pd.testing.assert_frame_equal(loaded.test, splits.test)
+
+
+def store_file(tmp_path: Path, applicants: int = 5000) -> Path:
+    """A feature-store-like file: ids out of order, 8 % defaults, unlabelled rows, row groups."""
+    rng = np.random.default_rng(3)
+    ids = rng.permutation(np.arange(100_000, 100_000 + applicants))
+    target = (rng.random(applicants) < 0.08).astype(float)
+    target[: applicants // 10] = np.nan  # application_test rows
+    frame = pd.DataFrame({ID_COLUMN: ids, TARGET_COLUMN: target, "X": rng.normal(size=applicants)})
+    path = tmp_path / "feature_store.parquet"
+    frame.to_parquet(path, index=False, row_group_size=700)
+    return path
+
+
+def test_max_rows_fits_on_a_stratified_sample_and_keeps_the_test_split(tmp_path: Path) -> None:
+    store = store_file(tmp_path)
+    full, none = split_store(store, test_share=0.2, seed=42)
+    assert none is None
+    reference = split_applicants(pd.read_parquet(store), 0.2, 42)
+    pd.testing.assert_frame_equal(full.train, reference.train)  # max_rows=0: as before
+    pd.testing.assert_frame_equal(full.test, reference.test)
+
+    sampled, sample = split_store(store, test_share=0.2, seed=42, max_rows=1000)
+    assert sample is not None and len(full.train) == 3600
+    assert (sample.max_rows, sample.rows, sample.rows_before, sample.seed) == (1000, 1000, 3600, 42)
+    assert len(sampled.train) == 1000
+    assert set(sampled.train[ID_COLUMN]) < set(full.train[ID_COLUMN])
+    pd.testing.assert_frame_equal(sampled.test, full.test)  # evaluation on the same applicants
+    # Stratified: the sample's default rate is the split's, to one applicant.
+    assert abs(sample.default_rate - sample.default_rate_before) <= 1 / 1000
+    assert sample.default_rate == sampled.train[TARGET_COLUMN].mean()
+    assert sampled.train[ID_COLUMN].is_monotonic_increasing
+    kept = full.train.set_index(ID_COLUMN).loc[sampled.train[ID_COLUMN]].reset_index()
+    pd.testing.assert_frame_equal(sampled.train, kept)  # whole rows, as the store has them
+    # Seeded: the same seed, the same applicants; another seed, others.
+    again, _ = split_store(store, test_share=0.2, seed=42, max_rows=1000)
+    assert again.train[ID_COLUMN].tolist() == sampled.train[ID_COLUMN].tolist()
+    other, _ = split_store(store, test_share=0.2, seed=7, max_rows=1000)
+    assert other.train[ID_COLUMN].tolist() != sampled.train[ID_COLUMN].tolist()
+
+
+def test_max_rows_above_the_training_split_takes_no_sample(tmp_path: Path) -> None:
+    store = store_file(tmp_path)
+    splits, sample = split_store(store, test_share=0.2, seed=42, max_rows=3600)
+    assert sample is None and len(splits.train) == 3600
+    with pytest.raises(ValueError, match="max_rows"):
+        split_store(store, max_rows=-1)
 
 
 def test_load_splits_names_the_missing_file(tmp_path: Path) -> None:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +285,82 @@ def test_a_pipeline_run_on_spark_records_the_engine_and_reuses_only_its_own_stor
     assert [s["status"] for s in latest()["stages"]] == ["skipped", "succeeded"]
     assert latest()["engine"] == "duckdb" and latest()["spark"] is None
     assert store_engine(store) == {"engine": "duckdb"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark Connect: a server started on 127.0.0.1, the engine as a client (SPARK_REMOTE)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Spark Connect server from the pyspark distribution (its SparkConnectServer class, as
+    ``sbin/start-connect-server.sh`` starts it, in the foreground), on a free local port."""
+    import pyspark
+    from conftest import free_port
+
+    home = Path(pyspark.__file__).parent
+    port = free_port()
+    log = tmp_path_factory.mktemp("connect") / "server.log"
+    command = [
+        str(home / "bin" / "spark-submit"),
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--master",
+        "local[2]",
+        "--conf",
+        "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf",
+        f"spark.connect.grpc.binding.port={port}",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
+    ]
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command,
+            env={**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Spark Connect server started" not in log.read_text():
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Connect server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_through_spark_connect_the_store_is_duckdbs(
+    connect_server: str, tiny_bronze: Path, tmp_path: Path
+) -> None:
+    """``SPARK_REMOTE=sc://… creditrisk features --engine spark``: the store is computed by the
+    Connect server. (A separate process: pyspark refuses a Connect session beside the tests'
+    local one.)"""
+    home = tmp_path / "ws"
+    shutil.copytree(tiny_bronze, home / "data" / "bronze")
+    result = subprocess.run(
+        [sys.executable, "-m", "creditrisk.cli", "features", "--engine", "spark"],
+        env={**os.environ, "CREDITRISK_HOME": str(home), "SPARK_REMOTE": connect_server},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2,317 applicants" in result.stdout and "on spark" in result.stdout
+    store = home / "data" / "features" / "feature_store.parquet"
+    on_duckdb = build_feature_store(tiny_bronze, tmp_path / "duckdb.parquet", threads=1)
+    assert_same_store(store, on_duckdb.output)
+    assert store_engine(store)["spark_master"] == connect_server
+    assert "CANNOT_MODIFY_CONFIG" not in result.stderr  # no launch options sent to a server

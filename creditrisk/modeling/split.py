@@ -7,11 +7,12 @@ arrive in, and no applicant may ever be in both splits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from creditrisk.features.catalog import ID_COLUMN, TARGET_COLUMN
@@ -93,6 +94,84 @@ def split_applicants(features: pd.DataFrame, test_share: float = 0.2, seed: int 
     splits = Splits(train=_ordered(train), test=_ordered(test))
     check_disjoint(splits)
     return splits
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """The stratified sample of the training split fitted on when it exceeds ``max_rows``.
+
+    Attributes:
+        max_rows: The limit asked for (``train.max_rows``).
+        seed: Seed of the sample (the split's).
+        rows_before: Applicants in the training split.
+        rows: Applicants kept (``max_rows``).
+        default_rate_before: Default rate of the training split.
+        default_rate: Default rate of the sample (the same, to one applicant: stratified).
+    """
+
+    max_rows: int
+    seed: int
+    rows_before: int
+    rows: int
+    default_rate_before: float
+    default_rate: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_store(
+    store: Path, *, test_share: float = 0.2, seed: int = 42, max_rows: int = 0
+) -> tuple[Splits, TrainingSample | None]:
+    """Split a feature-store file; with ``max_rows``, fit on a stratified sample of the train split.
+
+    The split is decided on the applicants' ids and outcomes alone, exactly as
+    :func:`split_applicants` decides it on the whole store, so the test split is the same with or
+    without a sample. When the training split holds more than ``max_rows`` applicants, a
+    stratified sample of ``max_rows`` of them (seeded by ``seed``) is kept, and only the kept rows
+    of the store are read (a store bigger than memory is never loaded whole).
+
+    Args:
+        store: The feature store Parquet file.
+        test_share: Share of labelled applicants held out for testing.
+        seed: Seed of the split and of the sample.
+        max_rows: Most training applicants; 0 keeps them all.
+
+    Returns:
+        The splits, and the sample taken (None when none was needed).
+    """
+    if max_rows < 0:
+        raise ValueError(f"max_rows must be 0 (all) or positive, got {max_rows}")
+    if max_rows == 0:
+        return split_applicants(pd.read_parquet(store), test_share, seed), None
+    keys = split_applicants(
+        pd.read_parquet(store, columns=[ID_COLUMN, TARGET_COLUMN]), test_share, seed
+    )
+    if len(keys.train) <= max_rows:
+        return split_applicants(pd.read_parquet(store), test_share, seed), None
+    kept, _ = train_test_split(
+        keys.train,
+        train_size=max_rows,
+        random_state=seed,
+        shuffle=True,
+        stratify=keys.train[TARGET_COLUMN],
+    )
+    wanted = pd.concat([kept[ID_COLUMN], keys.test[ID_COLUMN]])
+    rows = labelled_applicants(
+        pq.read_table(store, filters=[(ID_COLUMN, "in", wanted.tolist())]).to_pandas()
+    )
+    in_train = rows[ID_COLUMN].isin(kept[ID_COLUMN])
+    splits = Splits(train=_ordered(rows.loc[in_train]), test=_ordered(rows.loc[~in_train]))
+    check_disjoint(splits)
+    sample = TrainingSample(
+        max_rows=max_rows,
+        seed=seed,
+        rows_before=len(keys.train),
+        rows=len(splits.train),
+        default_rate_before=float(keys.train[TARGET_COLUMN].mean()),
+        default_rate=float(splits.train[TARGET_COLUMN].mean()),
+    )
+    return splits, sample
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:

@@ -20,15 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from creditrisk import tracking
 from creditrisk.features import catalog
 from creditrisk.features.engine import store_engine
 from creditrisk.governance.deviations import as_records, synthetic_data
 from creditrisk.io import read_json, write_json
 from creditrisk.modeling.model import CalibrationMethod, TrainedModel, TrainParams
-from creditrisk.modeling.split import Splits, save_splits, split_applicants
+from creditrisk.modeling.split import Splits, TrainingSample, save_splits, split_store
 from creditrisk.modeling.train import train_model
 from creditrisk.provenance import file_sha256, git_info, lock_info
 from creditrisk.stages.context import RunContext
@@ -46,6 +44,9 @@ class Params(StageParams):
         0.2, "share of labelled applicants held out for evaluation", gt=0, lt=1
     )
     split_seed: int = parameter(42, "seed of the stratified split by applicant")
+    max_rows: int = parameter(
+        0, "most training applicants: above it a stratified seeded sample; 0 = all", ge=0
+    )
     n_estimators: int = parameter(
         2000, "upper bound on trees; early stopping picks the number", ge=1
     )
@@ -77,6 +78,7 @@ class SplitOutcome:
 
     splits: Splits
     files: dict[str, dict[str, Any]]
+    sample: TrainingSample | None = None
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,13 @@ class Outcome:
     splits: dict[str, dict[str, Any]]
     record: dict[str, Any]
     path: Path
+    sample: TrainingSample | None = None
 
     def results(self) -> dict[str, Any]:
         """The key results the notebook records."""
         return {
             "mlflow_run_id": self.mlflow_run_id,
+            "training_sample": None if self.sample is None else self.sample.as_dict(),
             "model_uri": self.model_uri,
             "best_iteration": self.trained.best_iteration,
             "validation_auc": self.trained.metrics["validation_auc"],
@@ -112,11 +116,11 @@ def split(params: Params, ctx: RunContext) -> SplitOutcome:
     store = ctx.workspace.feature_store
     if not store.exists():
         raise FileNotFoundError(f"no feature store at {store}: run the features stage first")
-    splits = split_applicants(
-        pd.read_parquet(store), test_share=params.test_share, seed=params.split_seed
+    splits, sample = split_store(
+        store, test_share=params.test_share, seed=params.split_seed, max_rows=params.max_rows
     )
     files = save_splits(splits, ctx.outputs.splits, relative_to=ctx.outputs.home)
-    return SplitOutcome(splits=splits, files=files)
+    return SplitOutcome(splits=splits, files=files, sample=sample)
 
 
 def fit(params: Params, splits: SplitOutcome) -> TrainedModel:
@@ -139,8 +143,12 @@ def log(params: Params, ctx: RunContext, trained: TrainedModel, splits: SplitOut
                 "n_features": len(trained.features),
                 "test_share": params.test_share,
                 "split_seed": params.split_seed,
+                "max_rows": params.max_rows,
             }
         )
+        if splits.sample is not None:
+            mlflow.log_dict(splits.sample.as_dict(), "training_sample.json")
+            mlflow.set_tag("training_sample", "true")
         mlflow.log_metrics(trained.metrics)
         mlflow.set_tags(lineage_tags(ctx, splits.files))
         mlflow.log_dict(pd_model.feature_manifest(trained), "features.json")
@@ -163,12 +171,15 @@ def log(params: Params, ctx: RunContext, trained: TrainedModel, splits: SplitOut
         "best_iteration": trained.best_iteration,
         "n_features": len(trained.features),
         "splits": splits.files,
+        "training_sample": None if splits.sample is None else splits.sample.as_dict(),
         "metrics": trained.metrics,
         "parameters": params.as_record(),
         "deviations": as_records(params.deviations()),
     }
     path = write_json(ctx.outputs.reports / TRAINING_RUN_FILE, record)
-    return Outcome(trained, mlflow_run_id, model_uri, uri, splits.files, record, path)
+    return Outcome(
+        trained, mlflow_run_id, model_uri, uri, splits.files, record, path, splits.sample
+    )
 
 
 def run(params: Params, ctx: RunContext) -> Outcome:
