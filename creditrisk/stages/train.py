@@ -45,7 +45,7 @@ class Params(StageParams):
     )
     split_seed: int = parameter(42, "seed of the stratified split by applicant")
     max_rows: int = parameter(
-        0, "most training applicants: above it a stratified seeded sample; 0 = all", ge=0
+        0, "most training applicants, above it a stratified seeded sample; 0 keeps all", ge=0
     )
     n_estimators: int = parameter(
         2000, "upper bound on trees; early stopping picks the number", ge=1
