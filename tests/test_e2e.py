@@ -67,6 +67,7 @@ def test_make_pipeline_ends_with_a_champion_then_rerun_skips(tmp_path: Path) -> 
     run_dir, record = latest_run(workspace)
     assert record["status"] == "succeeded"
     assert [s["name"] for s in record["stages"]] == STAGES
+    assert record["engine"] == "duckdb" and record["spark"] is None  # the default engine
     for stem in STEMS:
         html = (run_dir / f"{stem}.html").read_text()
         assert "<html" in html and "Traceback" not in html
