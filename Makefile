@@ -93,8 +93,8 @@ lock: ## Re-resolve both lock files from pyproject.toml with uv (UPGRADE=1: newe
 pipeline: $(NEEDS) ## Run the notebook pipeline end to end into runs/<run_id>/
 	$(BIN)/creditrisk run $(RUN_FLAGS) $(ENGINE_FLAG)
 
-score: $(STAMP) ## Batch-score raw tables with the champion (INPUT=dir|s3://… OUTPUT=file.parquet|.csv [MODEL_URI=])
-	$(BIN)/creditrisk score --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL_URI),--model-uri '$(MODEL_URI)')
+score: $(NEEDS) ## Batch-score raw tables with the champion (INPUT=dir|s3://… OUTPUT=file.parquet|.csv [MODEL_URI=])
+	$(BIN)/creditrisk score $(ENGINE_FLAG) --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL_URI),--model-uri '$(MODEL_URI)')
 
 serve: $(STAMP) ## REST API on the champion (HOST=127.0.0.1 PORT=8000 WORKERS=1)
 	$(BIN)/creditrisk serve --host $(HOST) --port $(if $(filter 8888,$(PORT)),8000,$(PORT)) --workers $(WORKERS)

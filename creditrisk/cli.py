@@ -279,6 +279,7 @@ def score(
         str, typer.Option(help="DuckDB memory limit for staging and features")
     ] = "2GB",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    engine: EngineOption = None,
 ) -> None:
     """Score every applicant of a raw-table input with the champion (batch).
 
@@ -286,6 +287,7 @@ def score(
     pipeline: `--input data/raw` is the workspace's raw data.
     """
     from creditrisk.scoring import ScoringError
+    from creditrisk.spark.session import SparkUnavailable
     from serving.batch import BatchError, score_files
 
     try:
@@ -299,12 +301,14 @@ def score(
             reasons=reasons,
             memory_limit=memory_limit or None,
             progress=progress,
+            engine=_engine(engine),
         )
-    except (BatchError, ScoringError) as exc:
+    except (BatchError, ScoringError, SparkUnavailable) as exc:
         raise _fail(f"scoring failed: {exc}") from exc
     typer.echo(
         f"{result.entities:,} applicants scored by {result.model_name} version "
-        f"{result.model_version} → {result.output}; {result.rejected} row(s) rejected → "
+        f"{result.model_version} on {result.engine['engine']} → {result.output}; "
+        f"{result.rejected} row(s) rejected → "
         f"{result.rejects} ({result.duration_s:.1f} s)"
     )
 

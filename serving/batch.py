@@ -38,6 +38,7 @@ def score_files(
     reasons: int = DEFAULT_REASONS,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     progress: bool = True,
+    engine: str | None = None,
 ) -> BatchResult:
     """Score a raw-table input of the workspace with the champion (or ``model_uri``).
 
@@ -52,6 +53,8 @@ def score_files(
         reasons: Reason codes per applicant.
         memory_limit: DuckDB's memory limit for staging and features.
         progress: Show a progress bar.
+        engine: ``duckdb`` or ``spark`` (default: the settings', ``CREDITRISK_ENGINE``); Spark's
+            session comes from the settings' ``spark`` section.
 
     Raises:
         BatchError: The input cannot be read or has no applications.
@@ -71,4 +74,6 @@ def score_files(
         memory_limit=memory_limit or None,
         work_dir=workspace.data if workspace.data.is_dir() else None,
         progress=progress,
+        engine="spark" if (engine or settings.engine) == "spark" else "duckdb",
+        spark_settings=settings.spark,
     )

@@ -48,9 +48,10 @@ from creditrisk.data import sources
 from creditrisk.data.ingest import convert_csv
 from creditrisk.data.tables import APPLICATION_TABLES, TableSpec, tables
 from creditrisk.features.catalog import ID_COLUMN
-from creditrisk.features.engine import build_feature_store
+from creditrisk.features.engine import build_feature_store, duckdb_info
 from creditrisk.io import atomic_path
 from creditrisk.scoring.scorer import DEFAULT_REASONS, Scorer
+from creditrisk.settings import EngineName, SparkSettings
 
 logger = logging.getLogger("creditrisk.batch")
 
@@ -91,9 +92,14 @@ class BatchResult:
     model_name: str
     model_version: str
     tables: dict[str, int]
+    engine: dict[str, str] = field(default_factory=lambda: duckdb_info().as_dict())
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat: ``"engine": "duckdb"`` (or ``"spark"`` with ``spark_version``, ``spark_master``)
+        beside the job's figures."""
+        out = asdict(self)
+        out.update(out.pop("engine"))
+        return out
 
 
 def output_format(path: Path) -> str:
@@ -495,6 +501,41 @@ def _write_rejects(rejects: list[dict[str, Any]], path: Path) -> None:
         writer.write(table)
 
 
+def _score_on_spark(
+    work: Path,
+    scorer: Scorer,
+    output: Path,
+    *,
+    reasons: int,
+    features_output: Path | None,
+    settings: SparkSettings,
+    spark: Any,
+) -> tuple[int, dict[str, str]]:
+    """Features and scores of the staged tables on Spark; applicants scored and the engine."""
+    from contextlib import nullcontext
+
+    from creditrisk.spark.scoring import score_staged
+    from creditrisk.spark.session import spark_info, spark_session
+
+    with nullcontext(spark) if spark is not None else spark_session(settings) as session:
+        info = spark_info(session, settings)
+        schema = output_schema(reasons)
+        with _writer(output, schema) as writer:
+            scored = score_staged(
+                session,
+                work / "staged",
+                scorer,
+                writer.write,
+                schema=schema,
+                reasons=reasons,
+                scored_at=datetime.now(UTC),
+                work=work,
+                engine=info,
+                features_output=features_output,
+            )
+    return scored.entities, {key: str(value) for key, value in info.as_dict().items()}
+
+
 def score_batch(
     input_uri: str | Path,
     output: str | Path,
@@ -511,6 +552,9 @@ def score_batch(
     request_id: str | None = None,
     progress: bool = False,
     features_output: str | Path | None = None,
+    engine: EngineName = "duckdb",
+    spark_settings: SparkSettings | None = None,
+    spark: Any = None,
 ) -> BatchResult:
     """Score every applicant of a raw-table input with the champion (or ``model_uri``).
 
@@ -530,6 +574,11 @@ def score_batch(
         progress: Show a progress bar.
         features_output: Keep the computed features there as Parquet (the monitor reads them);
             by default they are removed with the other temporary files.
+        engine: ``duckdb`` (features and scores here), or ``spark``: features and scores on
+            Spark (:mod:`creditrisk.spark.scoring`), the same output columns and rejects.
+        spark_settings: The Spark session's settings (default: from the environment).
+        spark: A running Spark session to use (kept running); default one from
+            ``spark_settings``, stopped at the end.
 
     Raises:
         BatchError: The input has no application file, a file cannot be read, or the output
@@ -552,15 +601,28 @@ def score_batch(
             con.execute("set threads = ?", [threads])
         con.execute("set temp_directory = ?", [str(work / "spill")])
         rows, rejected_rows = stage_inputs(str(input_uri), work, con)
-        features = work / "features.parquet"
-        build_feature_store(work / "staged", features, connection=con)
-        entities = score_features(
-            scorer, features, output, chunk_rows=chunk_rows, reasons=reasons, progress=progress
-        )
-        _write_rejects(rejected_rows, rejects_path)
         if features_output is not None:
             Path(features_output).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(features, features_output)
+        if engine == "spark":
+            entities, engine_info = _score_on_spark(
+                work,
+                scorer,
+                output,
+                reasons=reasons,
+                features_output=None if features_output is None else Path(features_output),
+                settings=spark_settings or SparkSettings(),
+                spark=spark,
+            )
+        else:
+            features = work / "features.parquet"
+            build_feature_store(work / "staged", features, connection=con)
+            entities = score_features(
+                scorer, features, output, chunk_rows=chunk_rows, reasons=reasons, progress=progress
+            )
+            engine_info = duckdb_info().as_dict()
+            if features_output is not None:
+                shutil.move(features, features_output)
+        _write_rejects(rejected_rows, rejects_path)
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -575,6 +637,7 @@ def score_batch(
         model_name=scorer.info.name,
         model_version=scorer.info.version,
         tables=rows,
+        engine=engine_info,
     )
     logger.info(json.dumps({"event": "batch_scored", **result.as_dict()}))
     return result

@@ -8,5 +8,6 @@ the extra itself when a target is given ``ENGINE=spark``.
 * :mod:`creditrisk.spark.session` — the session from :class:`~creditrisk.settings.SparkSettings`
   (local, a master URL or Spark Connect) and what a record says about it;
 * :mod:`creditrisk.spark.features` — the seven input relations over bronze Parquet and the
-  feature store written by Spark.
+  feature store written by Spark;
+* :mod:`creditrisk.spark.scoring` — batch scoring with the champion's scorer on the executors.
 """

@@ -112,12 +112,22 @@ def get_session(settings: SparkSettings) -> SparkSession:
     return spark
 
 
+def _active() -> Any:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    return SparkSession.getActiveSession()
+
+
 @contextmanager
-def spark_session(settings: SparkSettings, *, stop: bool = True) -> Iterator[SparkSession]:
-    """A session for the block (:func:`get_session`), stopped afterwards unless ``stop=False``."""
+def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
+    """A session for the block (:func:`get_session`), stopped afterwards if the block started
+    it: a session that was already running (a notebook's, a test's) is left running."""
+    running = _active() is not None
     spark = get_session(settings)
     try:
         yield spark
     finally:
-        if stop:
+        if not running:
             spark.stop()

@@ -1,0 +1,153 @@
+"""Batch scoring on Spark: the champion's Scorer on the executors, the single-machine columns.
+
+:func:`creditrisk.scoring.batch.score_batch` with ``engine="spark"`` stages the input as it
+always does (typed Parquet and the rejects, on the driver with DuckDB, so the rejects are the
+same file), then hands the staged tables to :func:`score_staged`:
+
+1. the feature SQL runs on Spark over the staged tables (:mod:`creditrisk.spark.features`) and
+   the feature rows are written as part files;
+2. ``mapInPandas`` scores them on the executors with the same :class:`~creditrisk.scoring.Scorer`
+   the driver loaded: the scorer travels pickled with the task (no executor needs the registry)
+   and is unpickled once per Python worker process, keyed by its model version, not per batch;
+3. the scored part files, in SK_ID_CURR order, are appended into the output file (Parquet, CSV
+   or CSV.GZ) with exactly the single-machine schema.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from creditrisk.features.catalog import ID_COLUMN
+from creditrisk.features.engine import EngineInfo
+from creditrisk.spark.features import bind_parquet_sources, feature_frame, merge_parts
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import SparkSession
+
+    from creditrisk.scoring.scorer import Scorer
+
+#: Scorers unpickled in this (executor) process, by model version URI.
+_SCORERS: dict[str, Scorer] = {}
+
+
+def _scorer(key: str, payload: bytes) -> Scorer:
+    scorer = _SCORERS.get(key)
+    if scorer is None:
+        scorer = pickle.loads(payload)  # the driver's own Scorer, pickled by the driver
+        _SCORERS[key] = scorer
+    return scorer
+
+
+@dataclass(frozen=True)
+class _ScorePartitions:
+    """The function ``mapInPandas`` runs on each partition (picklable, no closure)."""
+
+    key: str
+    payload: bytes
+    reasons: int
+    scored_at: datetime
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        scorer = _scorer(self.key, self.payload)
+        for batch in batches:
+            frame = scorer.score_frame(batch, reasons=self.reasons)
+            frame["scored_at"] = self.scored_at
+            yield frame
+
+
+def _part_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"))
+
+
+@dataclass(frozen=True)
+class SparkScored:
+    """What :func:`score_staged` wrote."""
+
+    entities: int
+    engine: EngineInfo
+
+
+def score_staged(
+    spark: SparkSession,
+    staged: Path,
+    scorer: Scorer,
+    write: Any,
+    *,
+    schema: pa.Schema,
+    reasons: int,
+    scored_at: datetime,
+    work: Path,
+    engine: EngineInfo,
+    features_output: Path | None = None,
+) -> SparkScored:
+    """Features and scores on Spark for the staged tables in ``staged``.
+
+    Args:
+        spark: The session.
+        staged: The staged tables (``<Kaggle stem>.parquet``), as for the DuckDB path.
+        scorer: The driver's scorer; its model version is what every executor scores with.
+        write: Appends an Arrow table to the output (the batch job's writer).
+        schema: The output's Arrow schema (:func:`creditrisk.scoring.batch.output_schema`).
+        reasons: Reason codes per applicant.
+        scored_at: The job's timestamp, on every row.
+        work: The job's temporary folder (the part files go there).
+        engine: The session's :class:`EngineInfo`.
+        features_output: Also keep the feature rows there, as one Parquet file.
+
+    Returns:
+        Applicants scored.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    bind_parquet_sources(spark, staged)
+    features_dir, scores_dir = work / "spark-features", work / "spark-scores"
+    feature_frame(spark).write.parquet(str(features_dir))
+    rows = spark.read.parquet(str(features_dir))
+    score = _ScorePartitions(scorer.info.uri, pickle.dumps(scorer), reasons, scored_at)
+    scored = rows.orderBy(rows[ID_COLUMN].asc_nulls_last()).mapInPandas(
+        score, from_arrow_schema(schema)
+    )
+    scored.write.parquet(str(scores_dir))
+    entities = 0
+    last: int | None = None
+    for part in _part_files(scores_dir):
+        for table in pq.ParquetFile(part).iter_batches():
+            chunk = pa.Table.from_batches([table]).cast(schema)
+            if not chunk.num_rows:
+                continue
+            ids = chunk.column(ID_COLUMN)
+            if last is not None and ids[0].as_py() <= last:
+                raise RuntimeError(f"{part.name}: scores are not in {ID_COLUMN} order")
+            last = ids[-1].as_py()
+            write(chunk)
+            entities += chunk.num_rows
+    if entities == 0:
+        write(schema.empty_table())
+    if features_output is not None:
+        sorted_dir = work / "spark-features-sorted"
+        _sorted_features(spark, features_dir, sorted_dir, features_output, engine)
+    shutil.rmtree(features_dir, ignore_errors=True)
+    shutil.rmtree(scores_dir, ignore_errors=True)
+    return SparkScored(entities=entities, engine=engine)
+
+
+def _sorted_features(
+    spark: SparkSession, unsorted: Path, staging: Path, output: Path, engine: EngineInfo
+) -> None:
+    frame = spark.read.parquet(str(unsorted))
+    frame.orderBy(frame[ID_COLUMN].asc_nulls_last()).write.parquet(str(staging))
+    metadata = {key: str(value) for key, value in engine.as_dict().items()}
+    try:
+        merge_parts(_part_files(staging), output, metadata)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
