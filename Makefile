@@ -99,8 +99,8 @@ score: $(NEEDS) ## Batch-score raw tables with the champion (INPUT=dir|s3://… 
 serve: $(STAMP) ## REST API on the champion (HOST=127.0.0.1 PORT=8000 WORKERS=1)
 	$(BIN)/creditrisk serve --host $(HOST) --port $(if $(filter 8888,$(PORT)),8000,$(PORT)) --workers $(WORKERS)
 
-monitor: $(STAMP) ## Drift, stability, back-test, retrain decision (CURRENT=dir|s3://… [LABELS=] [AUTO_RETRAIN=1]; empty: test split)
-	$(BIN)/creditrisk monitor $(if $(CURRENT),--current '$(CURRENT)') $(if $(LABELS),--labels '$(LABELS)') $(if $(AUTO_RETRAIN),--auto-retrain) $(foreach p,$(PARAMS),-p '$(p)')
+monitor: $(NEEDS) ## Drift, stability, back-test, retrain decision (CURRENT=dir|s3://… [LABELS=] [AUTO_RETRAIN=1]; empty: test split)
+	$(BIN)/creditrisk monitor $(ENGINE_FLAG) $(if $(CURRENT),--current '$(CURRENT)') $(if $(LABELS),--labels '$(LABELS)') $(if $(AUTO_RETRAIN),--auto-retrain) $(foreach p,$(PARAMS),-p '$(p)')
 
 freshness: $(STAMP) ## Fail when a source table is older than MAX_AGE_HOURS (SOURCE=dir|s3://…; default data/raw)
 	$(BIN)/creditrisk freshness --fail-on-stale --max-age-hours $(MAX_AGE_HOURS) $(if $(SOURCE),--source '$(SOURCE)')

@@ -465,6 +465,7 @@ def monitor(
     fail_on_retrain: Annotated[
         bool, typer.Option("--fail-on-retrain", help="exit 4 when a retrain is called for")
     ] = False,
+    engine: EngineOption = None,
 ) -> None:
     """Drift, stability, back-test and the retrain decision for a batch → reports/.
 
@@ -481,6 +482,7 @@ def monitor(
     from creditrisk.pipeline.runner import parse_overrides
     from creditrisk.scoring import ScoringError
     from creditrisk.scoring.batch import BatchError
+    from creditrisk.spark.session import SparkUnavailable
     from creditrisk.stages import monitor as stage
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
@@ -492,6 +494,7 @@ def monitor(
                 "labels": labels,
                 "model_uri": model_uri,
                 "auto_retrain": auto_retrain,
+                "engine": _engine(engine),
                 **extra,
             }
         )
@@ -500,7 +503,7 @@ def monitor(
     with _governed("monitor", "monitor") as ctx:
         try:
             outcome = stage.run(params, ctx, echo=typer.echo)
-        except (FileNotFoundError, BatchError, ScoringError, SourceError) as exc:
+        except (FileNotFoundError, BatchError, ScoringError, SourceError, SparkUnavailable) as exc:
             raise _fail(f"monitoring failed: {exc}") from exc
         except CloudWatchError as exc:
             raise _fail(f"reports written, but publishing to CloudWatch failed: {exc}") from exc

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from modeling_fixtures import modeling_data, modeling_snapshot, params  # noqa: F401
+from modeling_fixtures import modeling_data, modeling_snapshot, params, settings_for  # noqa: F401
 from serving_fixtures import Champion, champion, raw_slice  # noqa: F401
 from test_spark_features import assert_same_store
 from typer.testing import CliRunner
@@ -30,9 +30,12 @@ from typer.testing import CliRunner
 from creditrisk.cli import app
 from creditrisk.features.catalog import ID_COLUMN
 from creditrisk.features.engine import store_engine
+from creditrisk.pipeline.records import new_run_id
 from creditrisk.scoring import Scorer
 from creditrisk.scoring.batch import score_batch
 from creditrisk.settings import SparkSettings
+from creditrisk.stages import monitor
+from creditrisk.stages.context import governed
 
 pytestmark = pytest.mark.spark
 
@@ -136,6 +139,32 @@ def test_creditrisk_score_on_spark_writes_csv_like_duckdb(
     assert a["decision"].tolist() == b["decision"].tolist()
     assert a["reason_1"].tolist() == b["reason_1"].tolist()
     assert spark.range(1).count() == 1  # still running
+
+
+def test_the_monitor_scores_a_batch_on_spark_with_the_same_verdict(
+    champion: Champion, raw_slice: Path, spark: Any, tmp_path: Path
+) -> None:
+    """``creditrisk monitor --engine spark``: the batch's features and scores come from Spark;
+    stability, drift and the back-test then give what they give on DuckDB's."""
+    batch = tmp_path / "batch"  # labelled applicants only (application_train), as a back-test
+    shutil.copytree(raw_slice, batch)
+    (batch / "application_test.csv").unlink()
+    outcomes = {}
+    for engine in ("duckdb", "spark"):
+        settings = settings_for(champion.workspace)
+        with governed(settings, f"{new_run_id()}-spark-monitor") as context:
+            params = monitor.Params(current=str(batch), engine=engine)  # type: ignore[arg-type]
+            outcomes[engine] = monitor.run(params, context("monitor"))
+    on_duckdb, on_spark = outcomes["duckdb"].summary, outcomes["spark"].summary
+    assert on_spark["current"]["engine"]["engine"] == "spark"
+    assert on_spark["current"]["engine"]["spark_master"] == "local[2]"
+    assert on_duckdb["current"]["engine"]["engine"] == "duckdb"
+    assert on_spark["current"]["rows"] == on_duckdb["current"]["rows"] == 300
+    assert on_spark["score_psi"] == pytest.approx(on_duckdb["score_psi"], abs=1e-12)
+    assert on_spark["drift"]["drifted"] == on_duckdb["drift"]["drifted"]
+    assert on_spark["features_act"] == on_duckdb["features_act"]
+    assert on_spark["backtest"] == on_duckdb["backtest"]
+    assert outcomes["spark"].results()["rows"] == 300
 
 
 def test_spark_settings_reach_the_batch_job(monkeypatch: pytest.MonkeyPatch) -> None:

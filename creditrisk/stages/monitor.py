@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,9 @@ class Params(StageParams):
     model_uri: str = parameter(
         "", "registry URI of the model to monitor; empty: the champion", policy="operational"
     )
+    engine: Literal["duckdb", "spark"] = parameter(
+        "duckdb", "engine that computes and scores a batch's features", policy="operational"
+    )
     reference_sample: int = parameter(
         50000, "reference rows the drift tests use (seeded), 0 for all", ge=0
     )
@@ -138,6 +141,8 @@ class Population:
     labels: pd.Series | None = None
     #: Where ``labels`` came from: ``source`` (one of the LABELS_* names) and ``location``.
     labels_origin: dict[str, str] | None = None
+    #: The engine that computed the features and scores of a batch (None: scored here).
+    engine: dict[str, str] | None = None
 
 
 @dataclass
@@ -392,6 +397,8 @@ def _production_batch(params: Params, scorer: Any, ctx: RunContext) -> Populatio
         reasons=0,
         work_dir=work,
         features_output=work / "current_features.parquet",
+        engine=params.engine,
+        spark_settings=ctx.settings.spark,
     )
     features = pd.read_parquet(work / "current_features.parquet")
     scores = pd.read_parquet(result.output)
@@ -399,7 +406,9 @@ def _production_batch(params: Params, scorer: Any, ctx: RunContext) -> Populatio
     features = features.set_index(ID_COLUMN, drop=False).loc[scores[ID_COLUMN]]
     features = features.reset_index(drop=True)
     labels, origin = batch_labels(params.labels, source, scores[ID_COLUMN], features)
-    return Population(f"batch {params.current}", features, scores, labels, origin)
+    return Population(
+        f"batch {params.current}", features, scores, labels, origin, engine=result.engine
+    )
 
 
 def batch_labels(
@@ -472,6 +481,7 @@ def _population_summary(population: Population) -> dict[str, Any]:
         "approval_rate": float((scores["decision"] == "approve").mean()) if len(scores) else None,
         "labelled": population.labels is not None,
         "labels": population.labels_origin,
+        "engine": population.engine,
     }
 
 
