@@ -17,9 +17,11 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from creditrisk.data.tables import APPLICATION_TABLES, ColumnSpec, tables
@@ -140,44 +142,55 @@ def feature_frame(spark: SparkSession) -> DataFrame:
     return frame
 
 
-def _part_files(folder: Path) -> list[Path]:
-    # Spark names part files by partition (part-00000-…): name order is partition order.
+def part_files(folder: Path) -> list[Path]:
+    """The Parquet part files Spark wrote into ``folder``; name order is partition order
+    (``part-00000-…``)."""
     return sorted(folder.glob("part-*.parquet"))
+
+
+def ordered_tables(parts: list[Path], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The row groups of Spark's sorted part files, in order, cast to ``schema``.
+
+    Raises:
+        RuntimeError: A part's columns are not ``schema``'s, or SK_ID_CURR goes backwards (the
+            parts would not be Spark's sorted output).
+    """
+    last_id: int | None = None
+    for part in parts:
+        reader = pq.ParquetFile(part)
+        if reader.schema_arrow.names != schema.names:
+            raise RuntimeError(f"{part.name}: columns differ from the expected ones")
+        for group in range(reader.num_row_groups):
+            table = reader.read_row_group(group).cast(schema)
+            if table.num_rows == 0:
+                continue
+            ids = table.column(ID_COLUMN)
+            first = ids[0].as_py()
+            if last_id is not None and first <= last_id:
+                raise RuntimeError(
+                    f"{part.name}: {ID_COLUMN} {first} after {last_id}; "
+                    "the part files are not in key order"
+                )
+            last_id = ids[-1].as_py()
+            yield table
 
 
 def merge_parts(parts: list[Path], output: Path, metadata: dict[str, str]) -> int:
     """Append ``parts`` in order into one Parquet file with the catalog's schema; rows written.
 
     Raises:
-        RuntimeError: The parts are not in SK_ID_CURR order (they would not be Spark's sorted
-            output), or a part's columns are not the catalog's.
+        RuntimeError: As :func:`ordered_tables`; ``output`` is then left as it was.
     """
     tagged = {ENGINE_METADATA_PREFIX + key: value for key, value in metadata.items()}
     schema = output_schema().with_metadata(tagged)
     rows = 0
-    last_id: int | None = None
     with (
         atomic_path(output) as tmp,
         pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
     ):
-        for part in parts:
-            reader = pq.ParquetFile(part)
-            if reader.schema_arrow.names != schema.names:
-                raise RuntimeError(f"{part.name}: columns differ from the catalog's")
-            for group in range(reader.num_row_groups):
-                table = reader.read_row_group(group).cast(schema)
-                if table.num_rows == 0:
-                    continue
-                ids = table.column(ID_COLUMN)
-                first = ids[0].as_py()
-                if last_id is not None and first <= last_id:
-                    raise RuntimeError(
-                        f"{part.name}: {ID_COLUMN} {first} after {last_id}; "
-                        "the part files are not in key order"
-                    )
-                last_id = ids[-1].as_py()
-                writer.write_table(table)
-                rows += table.num_rows
+        for table in ordered_tables(parts, schema):
+            writer.write_table(table)
+            rows += table.num_rows
     return rows
 
 
@@ -211,7 +224,7 @@ def build_feature_store(
             "compression", "zstd"
         ).parquet(str(staging))
         metadata = {key: str(value) for key, value in engine.as_dict().items()}
-        rows = merge_parts(_part_files(staging), output, metadata)
+        rows = merge_parts(part_files(staging), output, metadata)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     labelled = pq.read_table(output, columns=["TARGET"]).column("TARGET").null_count

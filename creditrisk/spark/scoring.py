@@ -24,11 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from creditrisk.features.catalog import ID_COLUMN
 from creditrisk.features.engine import EngineInfo
-from creditrisk.spark.features import bind_parquet_sources, feature_frame, merge_parts
+from creditrisk.spark.features import (
+    bind_parquet_sources,
+    feature_frame,
+    merge_parts,
+    ordered_tables,
+    part_files,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,10 +68,6 @@ class _ScorePartitions:
             frame = scorer.score_frame(batch, reasons=self.reasons)
             frame["scored_at"] = self.scored_at
             yield frame
-
-
-def _part_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("part-*.parquet"))
 
 
 @dataclass(frozen=True)
@@ -119,18 +120,9 @@ def score_staged(
     )
     scored.write.parquet(str(scores_dir))
     entities = 0
-    last: int | None = None
-    for part in _part_files(scores_dir):
-        for table in pq.ParquetFile(part).iter_batches():
-            chunk = pa.Table.from_batches([table]).cast(schema)
-            if not chunk.num_rows:
-                continue
-            ids = chunk.column(ID_COLUMN)
-            if last is not None and ids[0].as_py() <= last:
-                raise RuntimeError(f"{part.name}: scores are not in {ID_COLUMN} order")
-            last = ids[-1].as_py()
-            write(chunk)
-            entities += chunk.num_rows
+    for chunk in ordered_tables(part_files(scores_dir), schema):
+        write(chunk)
+        entities += chunk.num_rows
     if entities == 0:
         write(schema.empty_table())
     if features_output is not None:
@@ -148,6 +140,6 @@ def _sorted_features(
     frame.orderBy(frame[ID_COLUMN].asc_nulls_last()).write.parquet(str(staging))
     metadata = {key: str(value) for key, value in engine.as_dict().items()}
     try:
-        merge_parts(_part_files(staging), output, metadata)
+        merge_parts(part_files(staging), output, metadata)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
