@@ -194,6 +194,12 @@ def merge_parts(parts: list[Path], output: Path, metadata: dict[str, str]) -> in
     return rows
 
 
+def staging_dir(output: Path) -> Path:
+    """Where Spark writes the part files of ``output``: beside it, under a name the runner's
+    recovery sweeps (``.<name>.partial-*``) if a killed run leaves it behind."""
+    return output.parent / f".{output.name}.partial-spark-{uuid.uuid4().hex[:12]}"
+
+
 def build_feature_store(
     spark: SparkSession,
     bronze_dir: Path | str,
@@ -217,7 +223,7 @@ def build_feature_store(
     output.parent.mkdir(parents=True, exist_ok=True)
     bind_parquet_sources(spark, bronze_dir)
     frame = feature_frame(spark)
-    staging = output.parent / f".{output.name}.spark-{uuid.uuid4().hex[:12]}"
+    staging = staging_dir(output)
     try:
         # Range-partitioned by key: part i holds keys below part i+1's.
         frame.orderBy(frame[ID_COLUMN].asc_nulls_last()).write.option(
