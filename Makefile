@@ -83,7 +83,7 @@ ENGINE_FLAG = $(if $(ENGINE),--engine $(ENGINE))
 LOCK_FLAGS = --quiet --universal --fork-strategy fewest --python-version 3.11 --generate-hashes \
 	--default-index https://pypi.org/simple --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
-lock: ## Re-resolve both lock files from pyproject.toml with uv (UPGRADE=1: newest versions)
+lock: ## Re-resolve the lock files (runtime, dev, spark) from pyproject.toml with uv (UPGRADE=1: newest versions)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(UV_FROM_LOCK)
 	$(BIN)/uv pip compile $(LOCK_FLAGS) pyproject.toml -o requirements.lock
