@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from creditrisk.settings import PROJECT_ROOT, get_settings
+from creditrisk.settings import PROJECT_ROOT, EngineName, get_settings
 
 if TYPE_CHECKING:
     from creditrisk.stages.context import RunContext
@@ -53,9 +53,9 @@ EngineOption = Annotated[
 ]
 
 
-def _engine(option: Engine | None) -> str:
+def _engine(option: Engine | None) -> EngineName:
     """The engine asked for: the option, else the settings'."""
-    return option.value if option is not None else get_settings().engine
+    return cast(EngineName, option.value) if option is not None else get_settings().engine
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -162,7 +162,7 @@ def features(
     from creditrisk.spark.session import SparkUnavailable
     from creditrisk.stages import features as stage
 
-    params = stage.Params(threads=threads, engine=_engine(engine))  # type: ignore[arg-type]
+    params = stage.Params(threads=threads, engine=_engine(engine))
     with _governed("features", "features") as ctx:
         try:
             outcome = stage.run(params, ctx)

@@ -104,10 +104,10 @@ class EngineInfo:
     version: str
     master: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str]:
         """``{"engine": "spark", "spark_version": "4.3.0", "spark_master": "local[*]"}``, or
         ``{"engine": "duckdb", "duckdb_version": "1.4.2"}``."""
-        out: dict[str, Any] = {"engine": self.engine, f"{self.engine}_version": self.version}
+        out = {"engine": self.engine, f"{self.engine}_version": self.version}
         if self.master is not None:
             out[f"{self.engine}_master"] = self.master
         return out

@@ -27,6 +27,7 @@ from creditrisk.io import write_text
 from creditrisk.pipeline.code import CodeFingerprint
 from creditrisk.pipeline.fingerprints import Fingerprint
 from creditrisk.provenance import GitInfo, LockInfo, utc_now
+from creditrisk.settings import EngineName
 
 __all__ = [
     "ErrorInfo",
@@ -129,7 +130,7 @@ class RunRecord(BaseModel):
     kernel: str
     force: bool = False
     overrides: dict[str, JsonValue] = Field(default_factory=dict)
-    engine: Literal["duckdb", "spark"] = Field(
+    engine: EngineName = Field(
         default="duckdb", description="the feature engine the run's stages were given"
     )
     spark: SparkRecord | None = Field(

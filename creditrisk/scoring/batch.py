@@ -521,7 +521,7 @@ def _score_on_spark(
         info = spark_info(session, settings)
         schema = output_schema(reasons)
         with _writer(output, schema) as writer:
-            scored = score_staged(
+            entities = score_staged(
                 session,
                 work / "staged",
                 scorer,
@@ -533,7 +533,7 @@ def _score_on_spark(
                 engine=info,
                 features_output=features_output,
             )
-    return scored.entities, {key: str(value) for key, value in info.as_dict().items()}
+    return entities, info.as_dict()
 
 
 def score_batch(

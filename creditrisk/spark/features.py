@@ -194,6 +194,14 @@ def merge_parts(parts: list[Path], output: Path, metadata: dict[str, str]) -> in
     return rows
 
 
+def write_sorted(frame: DataFrame, folder: Path) -> None:
+    """Write ``frame`` ordered by SK_ID_CURR as part files into ``folder``: range-partitioned by
+    key, so part i holds keys below part i+1's (read back in order by :func:`ordered_tables`)."""
+    frame.orderBy(frame[ID_COLUMN].asc_nulls_last()).write.option("compression", "zstd").parquet(
+        str(folder)
+    )
+
+
 def staging_dir(output: Path) -> Path:
     """Where Spark writes the part files of ``output``: beside it, under a name the runner's
     recovery sweeps (``.<name>.partial-*``) if a killed run leaves it behind."""
@@ -225,12 +233,8 @@ def build_feature_store(
     frame = feature_frame(spark)
     staging = staging_dir(output)
     try:
-        # Range-partitioned by key: part i holds keys below part i+1's.
-        frame.orderBy(frame[ID_COLUMN].asc_nulls_last()).write.option(
-            "compression", "zstd"
-        ).parquet(str(staging))
-        metadata = {key: str(value) for key, value in engine.as_dict().items()}
-        rows = merge_parts(part_files(staging), output, metadata)
+        write_sorted(frame, staging)
+        rows = merge_parts(part_files(staging), output, engine.as_dict())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     labelled = pq.read_table(output, columns=["TARGET"]).column("TARGET").null_count

@@ -33,6 +33,7 @@ from creditrisk.spark.features import (
     merge_parts,
     ordered_tables,
     part_files,
+    write_sorted,
 )
 
 if TYPE_CHECKING:
@@ -70,14 +71,6 @@ class _ScorePartitions:
             yield frame
 
 
-@dataclass(frozen=True)
-class SparkScored:
-    """What :func:`score_staged` wrote."""
-
-    entities: int
-    engine: EngineInfo
-
-
 def score_staged(
     spark: SparkSession,
     staged: Path,
@@ -90,7 +83,7 @@ def score_staged(
     work: Path,
     engine: EngineInfo,
     features_output: Path | None = None,
-) -> SparkScored:
+) -> int:
     """Features and scores on Spark for the staged tables in ``staged``.
 
     Args:
@@ -112,7 +105,7 @@ def score_staged(
 
     bind_parquet_sources(spark, staged)
     features_dir, scores_dir = work / "spark-features", work / "spark-scores"
-    feature_frame(spark).write.parquet(str(features_dir))
+    write_sorted(feature_frame(spark), features_dir)  # sorted once: scored, and maybe kept
     rows = spark.read.parquet(str(features_dir))
     score = _ScorePartitions(scorer.info.uri, pickle.dumps(scorer), reasons, scored_at)
     scored = rows.orderBy(rows[ID_COLUMN].asc_nulls_last()).mapInPandas(
@@ -126,20 +119,7 @@ def score_staged(
     if entities == 0:
         write(schema.empty_table())
     if features_output is not None:
-        sorted_dir = work / "spark-features-sorted"
-        _sorted_features(spark, features_dir, sorted_dir, features_output, engine)
+        merge_parts(part_files(features_dir), features_output, engine.as_dict())
     shutil.rmtree(features_dir, ignore_errors=True)
     shutil.rmtree(scores_dir, ignore_errors=True)
-    return SparkScored(entities=entities, engine=engine)
-
-
-def _sorted_features(
-    spark: SparkSession, unsorted: Path, staging: Path, output: Path, engine: EngineInfo
-) -> None:
-    frame = spark.read.parquet(str(unsorted))
-    frame.orderBy(frame[ID_COLUMN].asc_nulls_last()).write.parquet(str(staging))
-    metadata = {key: str(value) for key, value in engine.as_dict().items()}
-    try:
-        merge_parts(part_files(staging), output, metadata)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return entities

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from creditrisk.features.engine import (
     EngineInfo,
@@ -19,6 +19,7 @@ from creditrisk.features.engine import (
     build_feature_store,
     duckdb_info,
 )
+from creditrisk.settings import EngineName
 from creditrisk.stages.context import RunContext
 from creditrisk.stages.params import StageParams, parameter
 
@@ -28,7 +29,7 @@ class Params(StageParams):
 
     STAGE = "features"
 
-    engine: Literal["duckdb", "spark"] = parameter(
+    engine: EngineName = parameter(
         "duckdb",
         "feature engine: duckdb (embedded) or spark (CREDITRISK_SPARK_*)",
         policy="operational",

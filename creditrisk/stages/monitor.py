@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ from creditrisk.monitoring.trigger import (
 )
 from creditrisk.provenance import file_sha256, to_json_value, utc_now
 from creditrisk.scoring import Scorer
-from creditrisk.settings import child_environment
+from creditrisk.settings import EngineName, child_environment
 from creditrisk.stages.context import RunContext
 from creditrisk.stages.params import StageParams, parameter
 
@@ -100,7 +100,7 @@ class Params(StageParams):
     model_uri: str = parameter(
         "", "registry URI of the model to monitor; empty: the champion", policy="operational"
     )
-    engine: Literal["duckdb", "spark"] = parameter(
+    engine: EngineName = parameter(
         "duckdb", "engine that computes and scores a batch's features", policy="operational"
     )
     reference_sample: int = parameter(
